@@ -1,0 +1,51 @@
+"""The ``medssl`` command: one entry point, one subcommand per job.
+
+Each ``medssl.commands.<group>`` module exposes ``register(subparsers)``; subcommands are thin wrappers
+over functions in ``medssl.pipelines`` (which notebooks call directly). Heavy imports happen inside the
+commands, so ``medssl --help`` is fast. Errors meant for users (``MedsslError``) print one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = (
+    "medssl.commands.data",
+    "medssl.commands.views",
+    "medssl.commands.pretrain",
+    "medssl.commands.evaluate",
+    "medssl.commands.finetune",
+    "medssl.commands.challenge",
+    "medssl.commands.misc",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medssl",
+        description="Contrastive pretraining of 3D brain-MRI encoders and transfer to clinical cohorts.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from medssl.errors import MedsslError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MedsslError as exc:
+        print(f"medssl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"medssl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

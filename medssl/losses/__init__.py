@@ -1,0 +1,1 @@
+"""Contrastive losses (one kernel-weighted InfoNCE core) and regularisers."""

@@ -1,0 +1,1 @@
+"""Training methods: how a batch becomes a loss (siamese contrastive, BYOL, DINO, ...)."""

@@ -1,0 +1,74 @@
+"""Encoder files: ``encoder.pt`` (backbone weights only) plus ``encoder.json`` (its card).
+
+The card records what is needed to rebuild and feed the encoder: ``backbone`` (``{"name", **kwargs}``
+of the registered factory), ``num_features``, ``input_shape`` (D, H, W), ``modality``,
+``preprocessing`` (dict) and free provenance (``cohort``, ``loss``, ``run``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medssl.errors import DataError
+from medssl.registry import BACKBONES
+from medssl.utils.io import atomic_path, write_json
+
+
+def card_path(weights: str | Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def save_encoder(path: str | Path, backbone: nn.Module, card: dict[str, Any]) -> None:
+    """Save the backbone's ``state_dict`` to ``path`` and ``card`` beside it, both atomically."""
+    if "backbone" not in card or "name" not in card["backbone"]:
+        raise ValueError("card must hold backbone={'name': ..., **kwargs}")
+    state = {k: v.detach().cpu() for k, v in backbone.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    write_json(card_path(path), {"num_features": int(getattr(backbone, "num_features", -1)), **card})
+
+
+def resolve_encoder_path(source: str | Path) -> Path:
+    """Accept a run folder (uses ``RUN/encoder.pt``) or an ``encoder.pt`` file."""
+    source = Path(source)
+    path = source / "encoder.pt" if source.is_dir() else source
+    if not path.is_file():
+        raise DataError(f"no encoder at {path}: give a run folder with encoder.pt or the .pt file")
+    if not card_path(path).is_file():
+        raise DataError(f"{path} has no card {card_path(path).name} beside it")
+    return path
+
+
+def load_encoder(source: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the backbone from its card and load its weights (``weights_only=True``, strict keys).
+
+    Raises:
+        DataError: missing files, or keys that do not match (both lists are reported).
+    """
+    path = resolve_encoder_path(source)
+    card = json.loads(card_path(path).read_text())
+    spec = dict(card["backbone"])
+    backbone = BACKBONES.build(spec.pop("name"), **spec)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt or truncated file
+        raise DataError(f"cannot read encoder weights {path}: {exc}") from exc
+    missing, unexpected = _key_diff(backbone.state_dict().keys(), state.keys())
+    if missing or unexpected:
+        raise DataError(
+            f"{path} does not match backbone {card['backbone']['name']!r}: "
+            f"missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected keys {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    backbone.load_state_dict(state, strict=True)
+    return backbone, card
+
+
+def _key_diff(expected: Any, found: Any) -> tuple[list[str], list[str]]:
+    expected, found = set(expected), set(found)
+    return sorted(expected - found), sorted(found - expected)

@@ -1,0 +1,1 @@
+"""medssl.submit."""

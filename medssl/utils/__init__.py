@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic output, run folders, seeding and environment capture."""
