@@ -1,0 +1,265 @@
+"""The training loop shared by pretraining and fine-tuning: read it top to bottom.
+
+One optimiser step = fetch a batch -> move it to the device -> make the views (batched, on device)
+-> ``method(batch, views)`` under autocast -> non-finite guard -> backward (grad scaler for fp16)
+-> optional clipping -> optimiser and scheduler step -> ``method.on_step_end``. Every random draw of a
+step comes from a generator seeded by ``(seed, step, rank)``, and the data order by ``(seed, epoch)``,
+so a run killed at any point and resumed from ``checkpoints/last.pt`` ends with the same weights as an
+uninterrupted one (checked on CPU in the tests).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from medssl.config import TrainConfig
+from medssl.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from medssl.engine.optim import build_optimizer, lr_factor
+from medssl.errors import ConfigError, MedsslError
+
+Augment = Callable[[torch.Tensor], torch.Tensor]
+Probe = Callable[[nn.Module], dict[str, float]]
+
+
+class NonFiniteLossError(MedsslError):
+    """The loss became NaN or infinite; training stops before the weights are corrupted."""
+
+
+class ResumableSampler(Sampler[int]):
+    """Shuffled indices, re-drawn each epoch from ``(seed, epoch)``, sharded over ranks.
+
+    ``set_epoch(epoch, start_batch)`` skips the first ``start_batch`` batches without loading them.
+    Only whole batches are yielded (``drop_last``): contrastive losses need full batches.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.epoch, self.start_batch = 0, 0
+
+    def batches_per_epoch(self) -> int:
+        return self.n // (self.batch_size * self.world)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=gen)
+        per_rank = self.batches_per_epoch() * self.batch_size
+        mine = order[self.rank * per_rank : (self.rank + 1) * per_rank]
+        return iter(mine[self.start_batch * self.batch_size :].tolist())
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch() - self.start_batch) * self.batch_size
+
+
+class MetricsLog:
+    """``metrics.jsonl`` (one JSON object per record) and TensorBoard scalars, on rank 0 only."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, resume_step: int) -> None:
+        self.path, self.enabled, self.writer = run_dir / "metrics.jsonl", enabled, None
+        if not enabled:
+            return
+        if self.path.exists():  # drop records of a killed run that the checkpoint does not cover
+            kept = [ln for ln in self.path.read_text().splitlines()
+                    if ln and json.loads(ln).get("step", 0) <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tb"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    self.writer.add_scalar(key, value, record.get("step", 0))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+            if channels_last and value.dim() == 5:
+                value = value.contiguous(memory_format=torch.channels_last_3d)
+        elif key == "views":
+            value = [v.to(device, non_blocking=True) for v in value]
+        out[key] = value
+    return out
+
+
+def train_loop(
+    method: nn.Module,
+    dataset: Dataset,
+    augment: Augment | None,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    device: torch.device | None = None,
+    rank: int = 0,
+    world: int = 1,
+    n_views: int = 2,
+    probe: Probe | None = None,
+    num_workers: int = 0,
+    tensorboard: bool = True,
+) -> dict[str, Any]:
+    """Train ``method`` on ``dataset`` for ``cfg.epochs``; resume from ``run_dir/checkpoints/last.pt``.
+
+    Args:
+        method: ``nn.Module`` with ``training_step(batch, views) -> {"loss": ...}`` (and ``forward``
+            aliasing it, for DDP); optional ``on_step_end(step, total_steps)``.
+        dataset: map-style dataset of dicts with ``"image"`` (1, D, H, W) (or ready ``"views"``).
+        augment: batched view augmenter ``(B,1,D,H,W) -> (B,1,D,H,W)`` applied ``n_views`` times on
+            the device; None when the dataset already yields ``"views"`` or the method needs none.
+        probe: called with the backbone every ``cfg.probe_every`` epochs; its floats are logged.
+
+    Returns:
+        A summary: final epoch/step, last loss, mean volumes/s.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = device or resolve_device(cfg.device)
+    method.to(device)
+    if cfg.channels_last:
+        method.to(memory_format=torch.channels_last_3d)
+    model: nn.Module = method
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(method, device_ids=ids)
+    sampler = ResumableSampler(len(dataset), cfg.batch_size, cfg.seed, rank, world)
+    steps_per_epoch = min(sampler.batches_per_epoch(), cfg.max_steps_per_epoch or math.inf)
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"train.batch_size={cfg.batch_size} x {world} process(es) is larger than the "
+            f"{len(dataset)} training subjects; lower train.batch_size"
+        )
+    total_steps = cfg.epochs * steps_per_epoch
+    params = [p for p in method.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
+                                fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
+        s, steps_per_epoch, total_steps, cfg.schedule, cfg.warmup_epochs, cfg.step_every,
+        cfg.step_gamma))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    amp_dtype = autocast_dtype(cfg.precision)
+
+    epoch, step = 0, 0
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
+    if ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        method.load_state_dict(ckpt["method"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        epoch, step = ckpt["epoch"], ckpt["step"]
+    log = MetricsLog(run_dir, rank == 0, tensorboard, step)
+    show_bar = rank == 0 and os.environ.get("MEDSSL_PROGRESS", "1") != "0"
+    last: dict[str, float] = {}
+    rate_sum, rate_n = 0.0, 0
+
+    from tqdm.auto import tqdm
+
+    while epoch < cfg.epochs:
+        start_batch = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
+        sampler.set_epoch(epoch, start_batch)
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
+                            num_workers=num_workers, persistent_workers=False,
+                            pin_memory=device.type == "cuda", drop_last=True)
+        method.train()
+        bar = tqdm(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not show_bar, leave=False, dynamic_ncols=True)
+        sums: dict[str, float] = {}
+        t0 = time.perf_counter()
+        for batch in loader:
+            if step - epoch * steps_per_epoch >= steps_per_epoch:
+                break
+            torch.manual_seed(hash((cfg.seed, step, rank)) % 2**62)
+            batch = to_device(batch, device, cfg.channels_last)
+            views = batch.get("views") or (
+                [augment(batch["image"]) for _ in range(n_views)] if augment else [batch["image"]]
+            )
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                enabled=amp_dtype is not None):
+                out = model(batch, views)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step}: training stopped "
+                    "(lower train.lr, set train.grad_clip, use train.precision=fp32, or check the "
+                    f"data for NaN). The last good checkpoint is {ckpt_path}."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            if hasattr(method, "on_step_end"):
+                method.on_step_end(step, total_steps)
+            step += 1
+
+            scalars = {k: float(v.detach()) for k, v in out.items()
+                       if isinstance(v, torch.Tensor) and v.numel() == 1}
+            for key, value in scalars.items():
+                sums[key] = sums.get(key, 0.0) + value
+            dt = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            rate = n_views * cfg.batch_size * world / max(dt, 1e-9)
+            rate_sum, rate_n = rate_sum + rate, rate_n + 1
+            lr = optimizer.param_groups[0]["lr"]
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{lr:.2e}", vol_s=f"{rate:.1f}")
+            bar.update()
+            if step % cfg.log_every == 0:
+                log.write({"step": step, "epoch": epoch + 1, "lr": lr, "vol_per_s": rate,
+                           **{f"train/{k}": v for k, v in scalars.items()}})
+        bar.close()
+        n_done = step - epoch * steps_per_epoch - start_batch
+        last = {f"epoch/{k}": v / max(n_done, 1) for k, v in sums.items()}
+        epoch += 1
+        record: dict[str, Any] = {"step": step, "epoch": epoch, **last}
+        if probe is not None and cfg.probe_every and epoch % cfg.probe_every == 0 and rank == 0:
+            method.eval()
+            record.update({f"probe/{k}": v for k, v in probe(method.backbone).items()})
+        log.write(record)
+        if rank == 0 and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
+            save_checkpoint(ckpt_path, method=method.state_dict(), optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
+                            epoch=epoch, step=step)
+        if show_bar:
+            summary = ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in record.items()
+                                if isinstance(v, float))
+            tqdm.write(f"epoch {epoch}/{cfg.epochs}: {summary}")
+    log.close()
+    return {"epoch": epoch, "step": step, **last,
+            "mean_vol_per_s": rate_sum / rate_n if rate_n else None}

@@ -1,0 +1,57 @@
+"""``siamese``: the contrastive method behind SimCLR, SupCon, y-aware, ε-InfoNCE, L_thr, L_exp, FairKL.
+
+These recipes share one architecture and one training step and differ only by their objective:
+``backbone -> head -> loss(z1, z2, y=batch[label], bias=batch[bias])``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medssl.registry import METHODS
+
+
+@METHODS.register("siamese")
+class SiameseContrastive(nn.Module):
+    """Two views of each subject through one shared encoder + projector, then a contrastive loss.
+
+    Both views go through the network in one forward pass of ``2B`` volumes, so BatchNorm sees the
+    whole contrastive batch (as in SimCLR).
+
+    Args:
+        backbone: ``(B, 1, D, H, W) -> (B, F)``; exported as the encoder after training.
+        head: projector ``(B, F) -> (B, d)``.
+        loss: ``loss(z1, z2, y=None, bias=None)`` returning a scalar or a dict with ``"loss"``.
+        label: batch key fed as ``y`` (``"age"`` for y-aware / L_thr / L_exp; None for SimCLR).
+        bias: batch key fed as ``bias`` (``"site"`` for FairKL; None otherwise).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        loss: nn.Module,
+        label: str | None = None,
+        bias: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone, self.head, self.loss = backbone, head, loss
+        self.label, self.bias = label, bias
+
+    def training_step(
+        self, batch: dict[str, torch.Tensor], views: list[torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        if len(views) != 2:
+            raise ValueError(f"siamese needs exactly 2 views, got {len(views)}")
+        z1, z2 = self.head(self.backbone(torch.cat(views))).chunk(2)
+        y = batch[self.label] if self.label else None
+        bias = batch[self.bias] if self.bias else None
+        out = self.loss(z1, z2, y=y, bias=bias)
+        return out if isinstance(out, dict) else {"loss": out}
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], views: list[torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
+        return self.training_step(batch, views)
