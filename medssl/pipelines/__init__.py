@@ -1,1 +1,1 @@
-"""medssl.pipelines."""
+"""Pipelines: the only code that reads configs. CLI commands and notebooks call these functions."""

@@ -1,0 +1,85 @@
+"""Pieces shared by the pipelines: cohort resolution, run folders, and building components from specs."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch import nn
+
+from medssl.config import DataConfig, component_kwargs, to_dict
+from medssl.errors import OutputExistsError
+from medssl.registry import BACKBONES, HEADS, LOSSES
+from medssl.utils.io import ensure_writable
+
+
+def open_configured_cohort(data: DataConfig) -> Any:
+    """``open_cohort`` for ``data.source``; ``synthetic`` builds (once) the embedded default cohort."""
+    from medssl.data import ensure_synthetic, open_cohort
+
+    source: str | Path = data.source
+    if data.source == "synthetic":
+        source = ensure_synthetic(n_subjects=data.synthetic_subjects, shape=tuple(data.synthetic_shape))
+    return open_cohort(source, modality=data.modality, data_root=data.data_root)
+
+
+def build_backbone(spec: dict[str, Any], activation_checkpointing: bool = False) -> nn.Module:
+    """A registered backbone from ``{"name", **kwargs}``; checkpointing is passed where supported."""
+    kwargs = component_kwargs(spec)
+    factory = BACKBONES.get(spec["name"])
+    if activation_checkpointing and "activation_checkpointing" in inspect.signature(factory).parameters:
+        kwargs.setdefault("activation_checkpointing", True)
+    return factory(**kwargs)
+
+
+def build_head(spec: dict[str, Any], in_dim: int) -> nn.Module:
+    if spec["name"] == "none":
+        return nn.Identity()
+    return HEADS.build(spec["name"], in_dim=in_dim, **component_kwargs(spec))
+
+
+def build_objective(loss: dict[str, Any], regularizer: dict[str, Any]) -> nn.Module | None:
+    """``alpha * loss + lambda * regularizer`` from the two config sections (None when no loss)."""
+    from medssl.losses.combined import CombinedObjective
+
+    if loss["name"] == "none":
+        return None
+    main = LOSSES.build(loss["name"], **component_kwargs(loss, "LOSSES"))
+    reg = None
+    if regularizer["name"] != "none":
+        reg = LOSSES.build(regularizer["name"], **component_kwargs(regularizer, "LOSSES"))
+    return CombinedObjective(
+        main, reg, alpha=float(regularizer.get("alpha", 1.0)), lam=float(regularizer.get("lambda", 1.0))
+    )
+
+
+def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool) -> bool:
+    """Decide between a new run and a resume; returns True when resuming.
+
+    Re-running the same config on a folder holding its checkpoint resumes it; ``resume=True`` also
+    resumes with a changed config (e.g. more epochs). Anything else in a non-empty folder is refused
+    unless ``overwrite``.
+    """
+    if overwrite:
+        ensure_writable(run_dir, overwrite=True)
+        return False
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return False
+    ckpt, saved = run_dir / "checkpoints" / "last.pt", run_dir / "config.yaml"
+    if ckpt.exists() and saved.exists():
+        old = yaml.safe_load(saved.read_text()) or {}
+        old.pop("_run", None)
+        new = to_dict(cfg)
+        if resume or old == new:
+            return True
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise OutputExistsError(
+            f"{run_dir} holds a run with another config (differs in: {', '.join(changed)}). "
+            "Pass --resume to continue it with the new config, --overwrite to start again, "
+            "or choose another out=RUN_DIR"
+        )
+    raise OutputExistsError(
+        f"{run_dir} is not empty and holds no resumable run; pass --overwrite or choose another out="
+    )

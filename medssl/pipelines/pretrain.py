@@ -1,0 +1,121 @@
+"""``pretrain(cfg)``: cohort -> views -> backbone + head -> objective -> train loop -> encoder.pt."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medssl.config import PretrainConfig, component_kwargs, save_resolved, to_dict
+from medssl.engine.launch import init_distributed_from_env, shutdown_distributed
+from medssl.engine.train import resolve_device, train_loop
+from medssl.models.encoder_io import save_encoder
+from medssl.pipelines.common import (
+    build_backbone,
+    build_head,
+    build_objective,
+    open_configured_cohort,
+    prepare_run_dir,
+)
+from medssl.registry import METHODS, VIEWS
+from medssl.utils.repro import environment_info, seed_everything
+
+
+class TwoViewsTransform:
+    """Per-sample CPU path: apply a MONAI view pipeline twice to ``sample["image"]`` -> ``"views"``."""
+
+    def __init__(self, transform: Any, n_views: int = 2) -> None:
+        self.transform, self.n_views = transform, n_views
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        views = [torch.as_tensor(self.transform({"image": sample["image"]})["image"])
+                 for _ in range(self.n_views)]
+        return {**sample, "views": views}
+
+
+def build_method(cfg: PretrainConfig) -> torch.nn.Module:
+    """Backbone, head, objective and method from the config (the only place they meet)."""
+    backbone = build_backbone(cfg.model, cfg.train.activation_checkpointing)
+    head = build_head(cfg.head, backbone.num_features)
+    objective = build_objective(cfg.loss, cfg.regularizer)
+    factory = METHODS.get(cfg.method["name"])
+    kwargs = component_kwargs(cfg.method)
+    params = inspect.signature(factory).parameters
+    if "label" in params:
+        kwargs.setdefault("label", cfg.loss.get("label"))
+    if "bias" in params:
+        kwargs.setdefault("bias", cfg.regularizer.get("bias", "site")
+                          if cfg.regularizer["name"] != "none" else None)
+    return factory(backbone=backbone, head=head, loss=objective, **kwargs)
+
+
+def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train an encoder as ``cfg`` says; returns the run folder (holding ``encoder.pt``)."""
+    device = resolve_device(cfg.train.device)
+    rank, world, device = init_distributed_from_env(device)
+    run_dir = Path(cfg.out)
+    try:
+        resuming = prepare_run_dir(run_dir, cfg, resume, overwrite) if rank == 0 else True
+        seed_everything(cfg.train.seed)
+        if rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_resolved(cfg, run_dir / "config.yaml", {**environment_info(), "resumed": resuming})
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        from medssl.data import CohortDataset
+
+        cohort = open_configured_cohort(cfg.data)
+        views = dict(cfg.views)
+        backend = views.pop("backend", "torch")
+        preset = views.pop("name")
+        transform, augment = None, None
+        if backend == "monai":
+            from medssl.transforms import monai_view_transform
+
+            transform = TwoViewsTransform(monai_view_transform(preset, **views))
+        else:
+            augment = VIEWS.build(preset, **views).to(device)
+        train_set = CohortDataset(cohort.select([cfg.data.train_split]), transform=transform,
+                                  shape=cfg.data.shape, resize=cfg.data.resize)
+        method = build_method(cfg)
+        probe = make_probe(cohort, cfg, device) if cfg.train.probe_every else None
+        train_loop(method, train_set, augment, cfg.train, run_dir, device=device, rank=rank,
+                   world=world, probe=probe, num_workers=cfg.data.num_workers)
+        if rank == 0:
+            input_shape = list(cfg.data.shape or cohort.image_shape)
+            save_encoder(run_dir / "encoder.pt", method.backbone, {
+                "backbone": {k: v for k, v in cfg.model.items() if k != "activation_checkpointing"},
+                "input_shape": input_shape,
+                "modality": cfg.data.modality,
+                "preprocessing": {"shape": input_shape, "resize": cfg.data.resize,
+                                  "normalize": "zscore"},
+                "cohort": cfg.data.source,
+                "method": cfg.method["name"],
+                "loss": dict(cfg.loss),
+                "regularizer": dict(cfg.regularizer),
+                "config": to_dict(cfg),
+            })
+    finally:
+        shutdown_distributed()
+    return run_dir
+
+
+def make_probe(cohort: Any, cfg: PretrainConfig, device: torch.device) -> Any:
+    """Frozen-feature probe on the validation split: age MAE (ridge) and site BAcc (logistic)."""
+    from medssl.data import CohortDataset
+    from medssl.eval.features import extract_features
+    from medssl.eval.probes import fit_and_score_probes
+
+    train = CohortDataset(cohort.select([cfg.data.train_split]), shape=cfg.data.shape,
+                          resize=cfg.data.resize)
+    val = CohortDataset(cohort.select([cfg.data.val_split]), shape=cfg.data.shape,
+                        resize=cfg.data.resize)
+
+    def probe(backbone: torch.nn.Module) -> dict[str, float]:
+        x_train, meta_train = extract_features(backbone, train, device=device, progress=False)
+        x_val, meta_val = extract_features(backbone, val, device=device, progress=False)
+        return fit_and_score_probes(x_train, meta_train, x_val, meta_val)
+
+    return probe
