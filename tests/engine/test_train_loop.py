@@ -79,10 +79,22 @@ def test_loss_decreases_on_a_planted_signal(tmp_path) -> None:  # type: ignore[n
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.05
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     straight, split = tmp_path / "straight", tmp_path / "split"
     train_loop(make_method(), ToyVolumes(), noise_views, cfg(), straight, tensorboard=False)
-    train_loop(make_method(), ToyVolumes(), noise_views, cfg(epochs=1), split, tensorboard=False)
+
+    import medssl.engine.train as engine
+
+    real_save = engine.save_checkpoint
+
+    def save_then_die(path, **state):  # type: ignore[no-untyped-def]
+        real_save(path, **state)
+        raise KeyboardInterrupt  # the process is killed right after the first checkpoint
+
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_loop(make_method(), ToyVolumes(), noise_views, cfg(), split, tensorboard=False)
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
     # a fresh process would rebuild the method from scratch, then resume from last.pt
     summary = train_loop(make_method(), ToyVolumes(), noise_views, cfg(), split, tensorboard=False)
     assert summary["epoch"] == 3
