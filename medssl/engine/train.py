@@ -27,7 +27,7 @@ from medssl.engine.optim import build_optimizer, lr_factor
 from medssl.errors import ConfigError, MedsslError
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
-Probe = Callable[[nn.Module], dict[str, float]]
+EpochHook = Callable[[int, nn.Module], dict[str, float]]
 
 
 class NonFiniteLossError(MedsslError):
@@ -127,7 +127,7 @@ def train_loop(
     rank: int = 0,
     world: int = 1,
     n_views: int = 2,
-    probe: Probe | None = None,
+    on_epoch_end: EpochHook | None = None,
     num_workers: int = 0,
     tensorboard: bool = True,
 ) -> dict[str, Any]:
@@ -139,7 +139,9 @@ def train_loop(
         dataset: map-style dataset of dicts with ``"image"`` (1, D, H, W) (or ready ``"views"``).
         augment: batched view augmenter ``(B,1,D,H,W) -> (B,1,D,H,W)`` applied ``n_views`` times on
             the device; None when the dataset already yields ``"views"`` or the method needs none.
-        probe: called with the backbone every ``cfg.probe_every`` epochs; its floats are logged.
+        on_epoch_end: called as ``hook(epoch, method)`` after each epoch (1-based, rank 0, method in
+            eval mode); its floats are logged under ``epoch/``; a truthy ``"stop"`` ends training
+            early (early stopping), after the checkpoint is written.
 
     Returns:
         A summary: final epoch/step, last loss, mean volumes/s.
@@ -163,7 +165,11 @@ def train_loop(
         )
     total_steps = cfg.epochs * steps_per_epoch
     params = [p for p in method.parameters() if p.requires_grad]
-    optimizer = build_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
+    # methods may group parameters, e.g. layer-wise lr decay: [{"params": [...], "lr_scale": 0.5}]
+    groups = [{"params": [p for p in g["params"] if p.requires_grad],
+               "lr": cfg.lr * g.get("lr_scale", 1.0)} for g in method.param_groups()] \
+        if hasattr(method, "param_groups") else params
+    optimizer = build_optimizer(groups, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
                                 fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
         s, steps_per_epoch, total_steps, cfg.schedule, cfg.warmup_epochs, cfg.step_every,
@@ -181,6 +187,8 @@ def train_loop(
         scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
         epoch, step = ckpt["epoch"], ckpt["step"]
+        if ckpt.get("stopped"):  # early-stopped: the run is complete
+            epoch = cfg.epochs
     log = MetricsLog(run_dir, rank == 0, tensorboard, step)
     show_bar = rank == 0 and os.environ.get("MEDSSL_PROGRESS", "1") != "0"
     last: dict[str, float] = {}
@@ -248,18 +256,27 @@ def train_loop(
         last = {f"epoch/{k}": v / max(n_done, 1) for k, v in sums.items()}
         epoch += 1
         record: dict[str, Any] = {"step": step, "epoch": epoch, **last}
-        if probe is not None and cfg.probe_every and epoch % cfg.probe_every == 0 and rank == 0:
+        stop = False
+        if on_epoch_end is not None and rank == 0:
             method.eval()
-            record.update({f"probe/{k}": v for k, v in probe(method.backbone).items()})
+            extra = on_epoch_end(epoch, method)
+            stop = bool(extra.pop("stop", False))
+            record.update({f"epoch/{k}": v for k, v in extra.items()})
+        if world > 1:  # every rank must leave the loop together
+            flag = torch.tensor([float(stop)], device=device)
+            torch.distributed.broadcast(flag, src=0)
+            stop = bool(flag.item())
         log.write(record)
-        if rank == 0 and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
+        if rank == 0 and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or stop):
             save_checkpoint(ckpt_path, method=method.state_dict(), optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
-                            epoch=epoch, step=step)
+                            epoch=epoch, step=step, stopped=stop)
         if show_bar:
             summary = ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in record.items()
                                 if isinstance(v, float))
             tqdm.write(f"epoch {epoch}/{cfg.epochs}: {summary}")
+        if stop:
+            break
     log.close()
     return {"epoch": epoch, "step": step, **last,
             "mean_vol_per_s": rate_sum / rate_n if rate_n else None}

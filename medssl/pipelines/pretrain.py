@@ -82,7 +82,7 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
         method = build_method(cfg)
         probe = make_probe(cohort, cfg, device) if cfg.train.probe_every else None
         train_loop(method, train_set, augment, cfg.train, run_dir, device=device, rank=rank,
-                   world=world, probe=probe, num_workers=cfg.data.num_workers)
+                   world=world, on_epoch_end=probe, num_workers=cfg.data.num_workers)
         if rank == 0:
             input_shape = list(cfg.data.shape or cohort.image_shape)
             save_encoder(run_dir / "encoder.pt", method.backbone, {
@@ -113,7 +113,10 @@ def make_probe(cohort: Any, cfg: PretrainConfig, device: torch.device) -> Any:
     val = CohortDataset(cohort.select([cfg.data.val_split]), shape=cfg.data.shape,
                         resize=cfg.data.resize)
 
-    def probe(backbone: torch.nn.Module) -> dict[str, float]:
+    def probe(epoch: int, method: torch.nn.Module) -> dict[str, float]:
+        if epoch % cfg.train.probe_every:
+            return {}
+        backbone = method.backbone
         x_train, meta_train = extract_features(backbone, train, device=device, progress=False)
         x_val, meta_val = extract_features(backbone, val, device=device, progress=False)
         return fit_and_score_probes(x_train, meta_train, x_val, meta_val)
