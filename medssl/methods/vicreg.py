@@ -1,0 +1,59 @@
+"""VICReg method: shared encoder and expander, variance-invariance-covariance loss.
+
+References:
+    - [0] Bardes, Ponce & LeCun, VICReg, ICLR 2022, https://arxiv.org/abs/2105.04906
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medssl.losses.vicreg import VICRegLoss
+from medssl.methods.common import check_views, refuse_loss
+from medssl.methods.monitoring import CollapseMonitor
+from medssl.registry import METHODS
+
+
+@METHODS.register("vicreg")
+class VICReg(nn.Module):
+    """``z_i = head(backbone(x_i))``, ``loss = VICRegLoss(z1, z2)``; the three terms are logged.
+
+    Args:
+        backbone: encoder (B, 1, D, H, W) -> (B, F); the exported encoder.
+        head: expander (B, F) -> (B, d) (paper: 3 layers of 8192).
+        loss: None (a ``VICRegLoss`` built from the coefficients below) or a configured
+            ``vicreg`` loss.
+        sim_coeff, std_coeff, cov_coeff, gamma: used when ``loss`` is None (paper: 25, 25, 1, 1).
+        collapse_threshold: see ``CollapseMonitor`` (0 disables the warning).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        loss: nn.Module | None = None,
+        sim_coeff: float = 25.0,
+        std_coeff: float = 25.0,
+        cov_coeff: float = 1.0,
+        gamma: float = 1.0,
+        collapse_threshold: float = 0.1,
+    ) -> None:
+        super().__init__()
+        refuse_loss(loss, "vicreg", allowed=VICRegLoss)
+        self.backbone = backbone
+        self.head = head
+        self.criterion: VICRegLoss = (
+            loss if isinstance(loss, VICRegLoss)
+            else VICRegLoss(sim_coeff, std_coeff, cov_coeff, gamma)
+        )
+        self.monitor = CollapseMonitor(collapse_threshold)
+
+    def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        check_views(views, "vicreg")
+        z1, z2 = (self.head(self.backbone(v)) for v in views[:2])
+        terms = self.criterion.terms(z1, z2)
+        out = {"loss": self.criterion.combine(terms)}
+        out.update({name: value.detach() for name, value in terms.items()})
+        out.update(self.monitor(z1.detach(), "VICReg embeddings"))
+        return out
