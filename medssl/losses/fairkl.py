@@ -1,0 +1,146 @@
+"""FairKL: a debiasing regulariser that matches similarity distributions across bias groups (site).
+
+Pairs ``(a, b)`` of the stacked rows are split by target ``y`` and bias (site) into
+PA (same y, same bias), PC (same y, other bias), NA (other y, same bias), NC (other y, other bias).
+``mode="paper"``: a Gaussian (weighted mean, population variance + 1e-12) is fitted to the similarities
+``S = Z Z^T / temperature`` of each set over ``b != a`` and ``R = KL(PA || PC) + KL(NA || NC)`` with
+``KL(N0 || N1) = 1/2 (v0/v1 + (mu0 - mu1)^2 / v1 - 1 + log(v1/v0))``. A KL term whose sets are empty
+(e.g. a batch from one site) is 0.
+Continuous ``y`` (medssl's extension): with a ``kernel``, pair (a, b) belongs to the positive sets with
+weight ``K_ab`` and to the negative sets with weight ``1 - K_ab``; ``kernel="dirac"`` (the default) is
+exactly the discrete form.
+``mode="code"`` (the authors' surrogate, ``kld=1.0``): ``mu_X = sum(S o X) / max(|X|, 1)`` with self-pairs
+in PA, ``sd_X`` = unbiased std of all entries of ``S o X`` (zeros included),
+``R = (mu_PC - mu_PA)^2 + (mu_NA - mu_NC)^2 + kld [(sd_PA - sd_PC)^2 + (sd_NA - sd_NC)^2] - mu_PC + mu_NA``.
+
+Distributed: embeddings, y and bias are gathered; every rank computes the global R (so inputs receive
+``world_size`` x the single-process gradient and DDP's average is exact, as for the other losses).
+
+- [0] Barbano et al., Unbiased Supervised Contrastive Learning, ICLR 2023,
+  https://arxiv.org/abs/2211.05568
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from medssl.losses.batch import gather_rows, as_label_matrix, check_pair, compute_dtype
+from medssl.losses.core import check_choice, check_positive
+from medssl.losses.kernels import KernelLike, SigmaLike, resolve_kernel
+from medssl.registry import LOSSES
+
+VAR_EPS = 1e-12
+
+
+def _moments(s: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Weighted mean, population variance (+1e-12) and total weight of ``s`` under weights ``w``."""
+    total = w.sum()
+    safe = total.clamp_min(torch.finfo(s.dtype).tiny)
+    mu = (w * s).sum() / safe
+    var = (w * (s - mu).square()).sum() / safe + VAR_EPS
+    return mu, var, total
+
+
+def _kl(p: tuple[Tensor, Tensor, Tensor], q: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    (m0, v0, t0), (m1, v1, t1) = p, q
+    kl = 0.5 * (v0 / v1 + (m0 - m1).square() / v1 - 1 + torch.log(v1 / v0))
+    return torch.where((t0 > 0) & (t1 > 0), kl, torch.zeros_like(kl))
+
+
+@LOSSES.register("fairkl")
+class FairKLRegularizer(nn.Module):
+    """FairKL regulariser R (use as ``alpha * L + lam * R``, see ``CombinedObjective``).
+
+    Args:
+        temperature: tau > 0 of ``S = Z Z^T / tau`` (published default 1.0).
+        mode: ``"paper"`` (Gaussian KL) or ``"code"`` (the authors' moment-matching surrogate).
+        kld: weight of the standard-deviation terms in ``mode="code"`` (default 1.0).
+        kernel, sigma: kernel over ``y`` for continuous targets (default ``"dirac"``: discrete y).
+        views: ``"both"`` (2N stacked rows) or ``"first"`` (z1 only, as the authors' code);
+            None = ``"both"`` for the paper mode, ``"first"`` for the code mode.
+        base_temperature: None or tau_0 (R times tau / tau_0). reduction: only ``"mean"`` (R is a batch
+            statistic, not a sum over anchors).
+    Published use (Barbano 2023): with eps_supinfonce, tau = 0.1 for the loss, lambda > 0, batch 256.
+
+    Examples:
+        >>> reg = build_loss("fairkl", kernel="rbf", sigma=2.0)
+        >>> reg(z1, z2, y=age, bias=site)
+    """
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        mode: str = "paper",
+        kld: float = 1.0,
+        kernel: KernelLike = "dirac",
+        sigma: SigmaLike | None = None,
+        views: str | None = None,
+        base_temperature: float | None = None,
+        reduction: str = "mean",
+        gather: bool = True,
+    ) -> None:
+        super().__init__()
+        self.temperature = check_positive("temperature", temperature)
+        self.mode = check_choice("mode", mode, ("paper", "code"))
+        if not isinstance(kld, (int, float)) or not kld >= 0:
+            raise ValueError(f"kld must be a number >= 0, got {kld!r}")
+        self.kld = float(kld)
+        self.kernel = kernel if callable(kernel) else str(kernel)
+        self.sigma = sigma
+        self.kernel_fn = resolve_kernel(kernel, sigma)
+        default_views = "both" if mode == "paper" else "first"
+        self.views = check_choice("views", default_views if views is None else views, ("both", "first"))
+        self.base_temperature = None if base_temperature is None else check_positive("base_temperature", base_temperature)
+        self.reduction = check_choice("reduction", reduction, ("mean",))
+        self.gather = bool(gather)
+
+    def extra_repr(self) -> str:
+        keys = ["temperature", "mode", "kld", "kernel", "sigma", "views", "base_temperature", "reduction"]
+        return ", ".join(f"{k}={getattr(self, k)!r}" for k in keys)
+
+    def forward(self, z1: Tensor, z2: Tensor, y: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
+        """R for ``z1``, ``z2`` ``(N, d)``, targets ``y`` ``(N,)``/``(N, m)`` and bias groups ``bias`` ``(N,)``."""
+        check_pair(z1, z2)
+        n = z1.shape[0]
+        if y is None or bias is None:
+            raise ValueError("fairkl needs both y (target) and bias (e.g. site) tensors of shape (N,)")
+        ym = as_label_matrix(y, n)
+        bm = as_label_matrix(bias, n, "bias")
+        assert ym is not None and bm is not None
+        dtype = compute_dtype(z1, z2)
+        views = (z1,) if self.views == "first" else (z1, z2)
+        z = torch.cat([gather_rows(F.normalize(v.to(dtype), dim=1), self.gather) for v in views])
+        reps = len(views)
+        ym, bm = gather_rows(ym, self.gather).repeat(reps, 1), gather_rows(bm, self.gather).repeat(reps, 1)
+        s = z @ z.T / self.temperature
+        k = self.kernel_fn(ym, ym).to(dtype)  # positive weight of each pair
+        same_bias = (bm == bm.T).to(dtype) if bm.shape[1] == 1 else (bm[:, None] == bm[None]).all(-1).to(dtype)
+        sets = {"PA": k * same_bias, "PC": k * (1 - same_bias), "NA": (1 - k) * same_bias, "NC": (1 - k) * (1 - same_bias)}
+        r = self._paper(s, sets) if self.mode == "paper" else self._code(s, sets)
+        if self.base_temperature is not None:
+            r = r * (self.temperature / self.base_temperature)
+        return r
+
+    @staticmethod
+    def _paper(s: Tensor, sets: dict[str, Tensor]) -> Tensor:
+        off = 1 - torch.eye(s.shape[0], dtype=s.dtype, device=s.device)  # pairs b != a
+        m = {name: _moments(s, w * off) for name, w in sets.items()}
+        return _kl(m["PA"], m["PC"]) + _kl(m["NA"], m["NC"])
+
+    def _code(self, s: Tensor, sets: dict[str, Tensor]) -> Tensor:
+        eye = torch.eye(s.shape[0], dtype=s.dtype, device=s.device)
+        mu, sd = {}, {}
+        for name, w in sets.items():
+            w = w if name == "PA" else w * (1 - eye)  # self-pairs only in PA
+            masked = s * w
+            mu[name] = masked.sum() / w.sum().clamp_min(1.0)
+            sd[name] = masked.flatten().std() if masked.numel() > 1 else masked.new_zeros(())
+        return (
+            (mu["PC"] - mu["PA"]).square()
+            + (mu["NA"] - mu["NC"]).square()
+            + self.kld * ((sd["PA"] - sd["PC"]).square() + (sd["NA"] - sd["NC"]).square())
+            - mu["PC"]
+            + mu["NA"]
+        )

@@ -1,0 +1,60 @@
+"""Self-supervised losses on the core: SimCLR's NT-Xent (``infonce``) and decoupled InfoNCE (``dcl``).
+
+Both ignore ``y`` (the only positive of an anchor is its other view).
+
+- [0] Chen et al., A Simple Framework for Contrastive Learning of Visual Representations, 2020,
+  https://arxiv.org/abs/2002.05709
+- [1] Yeh et al., Decoupled Contrastive Learning, 2022, https://arxiv.org/abs/2110.06848
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import Tensor
+
+from medssl.losses.batch import ContrastBatch
+from medssl.losses.core import KernelInfoNCE, masked_logsumexp
+from medssl.registry import LOSSES
+
+
+@LOSSES.register("infonce")
+class InfoNCELoss(KernelInfoNCE):
+    """NT-Xent: ``l_a = -s_aa' + log sum_{b != a} exp(s_ab)`` over the 2N view-major rows.
+
+    Published default: SimCLR tau = 0.5 at batch 4096 (tau = 0.1 is medssl's default, the usual choice at
+    small batch). Collinear embeddings give ``log(2N - 1)``.
+
+    Examples:
+        >>> loss = build_loss("infonce", temperature=0.1)
+        >>> loss(torch.randn(8, 128), torch.randn(8, 128))
+    """
+
+    uses_labels = False
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        base_temperature: float | None = None,
+        reduction: str = "mean",
+        gather: bool = True,
+    ) -> None:
+        super().__init__(temperature, base_temperature, reduction, "dirac", None, "row", gather)
+
+    def _repr_keys(self) -> list[str]:
+        return []
+
+
+@LOSSES.register("dcl")
+class DCLLoss(InfoNCELoss):
+    """Decoupled InfoNCE: ``l_a = -s_aa' + log sum_{b not in {a, a'}} exp(s_ab)``.
+
+    The positive is removed from the denominator. With one subject (no negative) the loss is 0.
+    Published default (Yeh 2022): tau = 0.1.
+    """
+
+    def log_terms(
+        self, s: Tensor, w: Tensor, batch: ContrastBatch, kernel: Callable[[Tensor, Tensor], Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        negatives = ~(batch.column_mask(batch.anchor_index) | batch.column_mask(batch.partner_index))
+        return s, masked_logsumexp(s, negatives, 1, keepdim=True), negatives.any(1, keepdim=True)
