@@ -1,0 +1,167 @@
+"""Frozen-encoder features: a batched extraction loop and an sklearn transformer (``Embedder``).
+
+Preprocessing contract (what the OpenBHB exporter must reproduce to 1e-5): the encoder sees float32
+volumes ``(B, 1, D, H, W)`` that were centre-cropped/zero-padded to the card's
+``preprocessing.shape`` and z-scored per image over the whole volume (``(x - mean) / std``). When
+features come from a ``CohortDataset`` the dataset has already done this; ``Embedder.transform``
+takes such preprocessed volumes, or raw volumes with ``preprocess=True`` (the card's preprocessing
+applied here, by :func:`preprocess_volumes`). Nothing random happens anywhere: eval mode, no grad.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from medssl.errors import ConfigError, DataError
+from medssl.eval.frozen import assert_frozen
+from medssl.eval.preprocess import preprocess_volumes
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/None -> CUDA when available, else CPU; anything else as given."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.no_grad()
+def _embed_batches(encoder: nn.Module, batches: Iterable[torch.Tensor], device: torch.device) -> np.ndarray:
+    out = [encoder(x.to(device, torch.float32)).float().cpu().numpy() for x in batches]
+    return np.concatenate(out) if out else np.zeros((0, int(getattr(encoder, "num_features", 0))), np.float32)
+
+
+def _meta_rows(batch: dict[str, Any]) -> pd.DataFrame:
+    cols = {}
+    for key, value in batch.items():
+        if key == "image":
+            continue
+        cols[key] = value.numpy() if isinstance(value, torch.Tensor) else list(value)
+    return pd.DataFrame(cols)
+
+
+def extract_features(
+    encoder: nn.Module,
+    data: Dataset | DataLoader,
+    device: str | torch.device | None = "auto",
+    batch_size: int = 8,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Embed every item of a dataset of dicts (``CohortDataset``) with a frozen encoder.
+
+    The encoder runs in eval mode under ``no_grad`` (its previous mode is restored); its state is
+    digested before and after (``FrozenWeightsError`` if anything changed). Order is preserved.
+
+    Args:
+        encoder: ``(B, 1, D, H, W) -> (B, F)``.
+        data: a Dataset yielding dicts with ``"image"`` (1, D, H, W) and metadata, or a DataLoader of them.
+
+    Returns:
+        ``X`` float32 (N, F) and ``meta``: one row per item with every non-image key (age, site, ...).
+    """
+    device = resolve_device(device)
+    loader = data if isinstance(data, DataLoader) else DataLoader(
+        data, batch_size=batch_size, shuffle=False, num_workers=num_workers
+    )
+    was_training = encoder.training
+    encoder.eval().to(device)
+    metas: list[pd.DataFrame] = []
+
+    def images() -> Iterable[torch.Tensor]:
+        for batch in tqdm(loader, desc="embedding", unit="batch", disable=not progress):
+            if not isinstance(batch, dict) or "image" not in batch:
+                raise DataError("extract_features needs a dataset of dicts with an 'image' key (CohortDataset)")
+            metas.append(_meta_rows(batch))
+            yield batch["image"]
+
+    try:
+        with assert_frozen(encoder):
+            X = _embed_batches(encoder, images(), device)
+    finally:
+        encoder.train(was_training)
+    meta = pd.concat(metas, ignore_index=True) if metas else pd.DataFrame()
+    return X, meta
+
+
+class Embedder(TransformerMixin, BaseEstimator):
+    """sklearn transformer: volumes ``(n, 1, D, H, W)`` or ``(n, D, H, W)`` -> features ``(n, F)`` float32.
+
+    ``fit`` loads the encoder (``medssl.models.load_encoder``) and ignores its data; ``transform`` embeds in
+    batches (eval mode, no grad) and checks the weights are unchanged. Clone-safe: ``__init__`` only stores.
+
+    Args:
+        encoder_path: a run folder or ``encoder.pt`` with its ``encoder.json`` card.
+        batch_size: volumes per forward pass.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        preprocess: apply the card's crop/pad + per-image z-score (raw volumes); False means the volumes
+            are already preprocessed (what ``CohortDataset`` yields) and must have the card's shape.
+        progress: show a tqdm bar.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder_path: str | None = None,
+        batch_size: int = 8,
+        device: str = "auto",
+        preprocess: bool = False,
+        progress: bool = False,
+    ) -> None:
+        self.encoder_path = encoder_path
+        self.batch_size = batch_size
+        self.device = device
+        self.preprocess = preprocess
+        self.progress = progress
+
+    def fit(self, X: Any = None, y: Any = None) -> "Embedder":
+        """Load the encoder weights and card; ``X`` and ``y`` are ignored (the encoder is pretrained)."""
+        from medssl.models import load_encoder
+
+        if self.encoder_path is None:
+            raise ConfigError("Embedder needs encoder_path= (a run folder or encoder.pt)")
+        if int(self.batch_size) < 1:
+            raise ConfigError(f"Embedder batch_size must be >= 1, got {self.batch_size}")
+        self.encoder_, self.card_ = load_encoder(self.encoder_path)
+        self.encoder_.eval()
+        self.input_shape_ = tuple(self.card_.get("preprocessing", {}).get("shape") or self.card_["input_shape"])
+        self.n_features_out_ = int(self.card_.get("num_features", getattr(self.encoder_, "num_features", -1)))
+        return self
+
+    def _volumes(self, X: Any) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 4:
+            X = X[:, None]
+        if X.ndim != 5 or X.shape[1] != 1:
+            raise DataError(f"Embedder expects volumes (n, 1, D, H, W) or (n, D, H, W), got shape {X.shape}")
+        if self.preprocess:
+            prep = self.card_.get("preprocessing", {})
+            return preprocess_volumes(X, self.input_shape_, prep.get("normalize", "zscore"))
+        if tuple(X.shape[2:]) != self.input_shape_:
+            raise DataError(
+                f"volumes of shape {tuple(X.shape[2:])} but the encoder card expects {self.input_shape_}; "
+                "pass preprocess=True to crop/pad and z-score them as the card says"
+            )
+        return X
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Embed volumes; returns float32 (n, F)."""
+        check_is_fitted(self, "encoder_")
+        n = len(X)
+        device = resolve_device(self.device)
+        self.encoder_.eval().to(device)
+        bs = int(self.batch_size)
+        batches = (
+            torch.from_numpy(self._volumes(X[i : i + bs]))
+            for i in tqdm(range(0, n, bs), desc="embedding", disable=not self.progress)
+        )
+        with assert_frozen(self.encoder_):
+            return _embed_batches(self.encoder_, batches, device)

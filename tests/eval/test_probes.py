@@ -1,0 +1,83 @@
+"""Challenge probes on planted features reach the MAE / BAcc their construction implies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression, Ridge
+
+import medssl.eval  # noqa: F401  (registers the probes)
+from medssl.eval.cv import Fold
+from medssl.eval.protocol import average_folds, per_site_table, score_fold
+from medssl.registry import PROBES
+
+
+def _cohort(n_sites: int, per_site: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = n_sites * per_site
+    return pd.DataFrame(
+        {
+            "participant_id": [f"p{i}" for i in range(n)],
+            "site": np.repeat(np.arange(n_sites), per_site),
+            "age": rng.normal(40.0, 12.0, n),
+        }
+    )
+
+
+def _fold(meta: pd.DataFrame, external_sites: list[int], seed: int) -> Fold:
+    rng = np.random.default_rng(seed)
+    ext = np.flatnonzero(meta.site.isin(external_sites))
+    rest = rng.permutation(np.flatnonzero(~meta.site.isin(external_sites)))
+    cut = int(0.6 * len(rest))
+    return Fold("planted", np.sort(rest[:cut]), np.sort(rest[cut:]), ext)
+
+
+def test_probes_are_the_ramp_estimators() -> None:
+    age, site = PROBES.build("openbhb_age"), PROBES.build("openbhb_site")
+    assert isinstance(age.estimator, Ridge) and age.scoring == "r2" and age.cv == 5
+    assert age.param_grid == {"alpha": [0.01, 0.1, 1.0, 10.0, 100.0]}
+    assert isinstance(site.estimator, LogisticRegression) and site.scoring == "balanced_accuracy"
+    assert site.estimator.solver == "saga" and site.estimator.max_iter == 150
+    assert site.param_grid == {"C": [0.01, 0.1, 1.0, 10.0, 100.0]} and site.cv == 5
+
+
+def test_age_plus_noise_gives_noise_level_mae() -> None:
+    meta = _cohort(n_sites=4, per_site=250, seed=0)
+    s, rng = 2.0, np.random.default_rng(1)
+    X = np.c_[meta.age + rng.normal(0, s, len(meta)), rng.normal(size=(len(meta), 3))]
+    metrics, _ = score_fold(X, meta, _fold(meta, [3], seed=2))
+    # least squares on x = age + e shrinks by k = var(age) / (var(age) + s^2): err = (k - 1)(age - m) + k e
+    k = 12.0**2 / (12.0**2 + s**2)
+    expected = np.sqrt((1 - k) ** 2 * 12.0**2 + k**2 * s**2) * np.sqrt(2 / np.pi)
+    assert metrics["mae_internal"] == pytest.approx(expected, rel=0.1)
+    assert metrics["mae_external"] == pytest.approx(expected, rel=0.1)
+    assert metrics["rmse_internal"] == pytest.approx(expected * np.sqrt(np.pi / 2), rel=0.1)
+    assert metrics["site_chance"] == pytest.approx(1 / 3)
+    assert metrics["bacc_site"] < 0.5  # features carry no site information
+    assert metrics["challenge_score"] == pytest.approx(metrics["mae_external"] * metrics["bacc_site"] ** 0.3)
+    assert (metrics["n_train"], metrics["n_internal"], metrics["n_external"]) == (450, 300, 250)
+
+
+def test_pure_site_features_give_perfect_bacc_and_chance_level_mae() -> None:
+    meta = _cohort(n_sites=5, per_site=60, seed=3)
+    rng = np.random.default_rng(4)
+    X = np.eye(5)[meta.site] * 3.0 + rng.normal(0, 0.05, (len(meta), 5))
+    metrics, pred = score_fold(X, meta, _fold(meta, [], seed=5))
+    assert metrics["bacc_site"] > 0.97
+    # ages are independent of site: the best prediction is the mean, MAE = sd * sqrt(2 / pi)
+    assert metrics["mae_internal"] == pytest.approx(12.0 * np.sqrt(2 / np.pi), rel=0.15)
+    assert metrics["mae_external"] is None and metrics["challenge_score"] is None
+    assert (pred.site_pred[pred.split != "internal_test"] == -1).all()
+
+
+def test_per_site_table_and_fold_average_match_direct_computation() -> None:
+    pred = pd.DataFrame(
+        {"split": ["internal_test"] * 4 + ["external_test"] * 2, "site": [0, 0, 1, 1, 2, 2],
+         "age": [10.0, 20, 30, 40, 50, 60], "age_pred": [11.0, 23, 30, 44, 50, 61]}
+    )
+    table = per_site_table(pred).set_index("site")
+    assert table.loc[0, "mae"] == pytest.approx(2.0) and table.loc[0, "n"] == 2
+    assert table.loc[1, "mae_se"] == pytest.approx(np.std([0, 4], ddof=1) / np.sqrt(2))
+    avg = average_folds([{"fold": "a", "mae": 1.0, "probe": "x"}, {"fold": "b", "mae": 3.0, "probe": "x"}])
+    assert avg["mae"] == 2.0 and avg["mae_std"] == 1.0 and avg["probe"] == "x"
