@@ -1,6 +1,10 @@
-"""Backbones (3D encoders), projection heads and encoder files."""
+"""Backbones (3D encoders), projection heads and encoder files.
+
+Importing this package registers ``tiny_cnn3d``, ``densenet121_3d``, ``resnet18_3d``, ``alexnet_3d``
+in ``BACKBONES`` and ``mlp``, ``linear``, ``identity`` in ``HEADS``.
+"""
 
 from __future__ import annotations
 
-from medssl.models import tiny  # noqa: F401  (registers tiny_cnn3d)
+from medssl.models import backbones, heads, tiny  # noqa: F401  (registration side effects)
 from medssl.models.encoder_io import load_encoder, save_encoder  # noqa: F401
