@@ -31,13 +31,15 @@ MAX_FEATURES = 10000
 def read_mask(modality):
     """Boolean mask (D, H, W) of ``modality``: the NIfTI file named by its env var, thresholded.
 
-    The kit binarises the CAT12 GM TPM at > 0.05 (vbm) and the quasi-raw brain template at > 0.
+    As the kit's preprocessing.py: float64 data (``get_fdata``), first volume of a 4D file, then
+    > 0.05 for the CAT12 GM TPM (vbm) and > 0 for the quasi-raw brain template.
     """
     env, threshold = MASK_ENV[modality]
     path = os.environ.get(env, "")
     if not os.path.isfile(path):
         raise RuntimeError(f"env {env}={path!r} must name the kit's {modality} mask file (kit root)")
-    return np.asarray(nibabel.load(path).get_fdata()) > threshold
+    data = np.asarray(nibabel.load(path).get_fdata())
+    return (data[..., 0] if data.ndim == 4 else data) > threshold
 
 
 def block_ranges(masks, width):
@@ -65,11 +67,12 @@ def unmask(rows, mask):
 def crop_pad(x, shape):
     """Centre crop, then centre zero-pad, a batch (B, C, *S) to spatial ``shape``.
 
-    As MONAI ``ResizeWithPadOrCrop``: the crop starts at (s - t) // 2, the padding before is (t - s) // 2.
+    As MONAI ``ResizeWithPadOrCrop``: the crop starts at s // 2 - t // 2 (the centre voxel s // 2 stays
+    the centre), the padding before is (t - s) // 2.
     """
     index = [slice(None), slice(None)]
     for s, t in zip(x.shape[2:], shape):
-        start = max(s - t, 0) // 2
+        start = s // 2 - t // 2 if s > t else 0
         index.append(slice(start, start + min(s, t)))
     x = x[tuple(index)]
     pad = []
