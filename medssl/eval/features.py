@@ -1,12 +1,12 @@
 """Frozen-encoder features: a batched extraction loop and an sklearn transformer (``Embedder``).
 
 Preprocessing contract (what the OpenBHB exporter must reproduce to 1e-5): the encoder sees float32
-volumes ``(B, 1, D, H, W)`` that were centre-cropped/zero-padded to the card's
-``preprocessing.shape`` and z-scored per image over the whole volume (``(x - mean) / std``). When
-features come from a ``CohortDataset`` the dataset has already done this; ``Embedder.transform``
-takes such preprocessed volumes, or raw volumes with ``preprocess=True`` (the card's preprocessing
-applied here, by :func:`preprocess_volumes`). Nothing random happens anywhere: eval mode, no grad.
-"""
+volumes ``(B, 1, D, H, W)`` that were centre-cropped/zero-padded (or resampled: card
+``preprocessing.resize``) to the card's ``preprocessing.shape``, then z-scored per image over the whole
+volume, ``(x - mean) / std`` (``preprocessing.normalize``). ``CohortDataset`` does this before
+``extract_features``; ``Embedder.transform`` takes volumes already preprocessed so, or raw volumes with
+``preprocess=True`` (it then calls ``medssl.data.dataset.preprocess_image``, the dataset's own function).
+Nothing random happens anywhere: eval mode, no grad, no augmentation."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 
 from medssl.errors import ConfigError, DataError
 from medssl.eval.frozen import assert_frozen
-from medssl.eval.preprocess import preprocess_volumes
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -143,8 +142,13 @@ class Embedder(TransformerMixin, BaseEstimator):
         if X.ndim != 5 or X.shape[1] != 1:
             raise DataError(f"Embedder expects volumes (n, 1, D, H, W) or (n, D, H, W), got shape {X.shape}")
         if self.preprocess:
+            from medssl.data.dataset import preprocess_image
+
             prep = self.card_.get("preprocessing", {})
-            return preprocess_volumes(X, self.input_shape_, prep.get("normalize", "zscore"))
+            resize, normalize = prep.get("resize", "crop_pad"), prep.get("normalize", "zscore")
+            return np.stack(
+                [preprocess_image(v, self.input_shape_, resize, normalize, f"volume {i}") for i, v in enumerate(X)]
+            )
         if tuple(X.shape[2:]) != self.input_shape_:
             raise DataError(
                 f"volumes of shape {tuple(X.shape[2:])} but the encoder card expects {self.input_shape_}; "

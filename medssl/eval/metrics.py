@@ -1,7 +1,8 @@
 """Scores of the OpenBHB challenge and representation diagnostics.
 
 Regression/classification scores are thin wrappers over ``sklearn.metrics`` so every number in a
-report is computed the way the RAMP server computes it (``problem.py`` of the kit). The challenge
+report is computed the way the RAMP server computes it (``problem.py`` of the kit). Alignment and
+uniformity reuse ``medssl.losses.diagnostics`` (the training-time monitors) on float64 numpy input. The challenge
 score is ``mae_external * bacc_site ** 0.3`` (kit commit ``b5defb4``): BAcc as a fraction in [0, 1],
 lower is better, and the site term rewards representations from which the site cannot be decoded.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn import metrics as skm
+
+from medssl.losses import diagnostics
 
 CHALLENGE_SCORE_VERSION = "openbhb-b5defb4: mae_external * bacc_site ** 0.3"
 """Stored next to every challenge score; the kit changed its formula twice in 2022."""
@@ -56,28 +59,25 @@ def challenge_score(mae_external: float, bacc_site: float) -> float:
     return float(mae_external * bacc_site**0.3)
 
 
-def _normalize(z: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.normalize(torch.as_tensor(np.asarray(z), dtype=torch.float64), dim=1)
-
-
 def alignment(z1: np.ndarray | torch.Tensor, z2: np.ndarray | torch.Tensor, alpha: float = 2.0) -> float:
     """Wang & Isola (2020) alignment ``mean_i ||f_i - g_i||^alpha`` of L2-normalised pairs (lower = aligned).
 
     Args:
         z1, z2: (N, F) embeddings of the two members of N positive pairs (row i with row i).
     """
-    a, b = _normalize(z1), _normalize(z2)
-    return float((a - b).norm(dim=1).pow(alpha).mean())
+    return float(diagnostics.alignment(_tensor(z1), _tensor(z2), alpha))
 
 
 def uniformity(z: np.ndarray | torch.Tensor, t: float = 2.0) -> float:
     """Wang & Isola (2020) uniformity ``log mean_{i<j} exp(-t ||f_i - f_j||^2)`` (lower = more uniform).
 
     Args:
-        z: (N, F) embeddings, N >= 2; L2-normalised here.
+        z: (N, F) embeddings, N >= 2; L2-normalised first.
     """
-    f = _normalize(z)
-    if len(f) < 2:
+    if len(z) < 2:
         raise ValueError("uniformity needs at least two embeddings")
-    sq = torch.pdist(f, p=2).pow(2)
-    return float(torch.logsumexp(-t * sq, dim=0) - np.log(len(sq)))
+    return float(diagnostics.uniformity(_tensor(z), t))
+
+
+def _tensor(z: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(z), dtype=torch.float64)
