@@ -9,7 +9,12 @@ challenge protocol. Every factory returns an unfitted sklearn estimator.
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
@@ -115,3 +120,31 @@ def mlp_site(n_jobs: int | None = None, random_state: int = 0) -> BaseEstimator:
         StandardScaler(),
         MLPClassifier((256,), early_stopping=True, max_iter=500, random_state=random_state),
     )
+
+
+def fit_and_score_probes(
+    x_train: np.ndarray,
+    meta_train: pd.DataFrame,
+    x_val: np.ndarray,
+    meta_val: pd.DataFrame,
+    n_jobs: int | None = None,
+) -> dict[str, float]:
+    """Quick monitor during pretraining: the challenge probes fitted on train, scored on validation rows.
+
+    Returns:
+        ``probe_mae_age`` (all validation rows), ``probe_bacc_site`` (validation rows of sites seen in
+        train; NaN if none) and ``probe_site_chance`` (1 / train sites). Convergence warnings are muted.
+    """
+    from medssl.eval.metrics import balanced_accuracy, mae
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        age = openbhb_age(n_jobs).fit(x_train, meta_train["age"].to_numpy(np.float64))
+        site = openbhb_site(n_jobs).fit(x_train, meta_train["site"].to_numpy())
+    seen = meta_val["site"].isin(meta_train["site"]).to_numpy()
+    bacc = balanced_accuracy(meta_val["site"][seen], site.predict(x_val[seen])) if seen.any() else float("nan")
+    return {
+        "probe_mae_age": mae(meta_val["age"].to_numpy(np.float64), age.predict(x_val)),
+        "probe_bacc_site": bacc,
+        "probe_site_chance": 1.0 / meta_train["site"].nunique(),
+    }

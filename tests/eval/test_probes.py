@@ -81,3 +81,18 @@ def test_per_site_table_and_fold_average_match_direct_computation() -> None:
     assert table.loc[1, "mae_se"] == pytest.approx(np.std([0, 4], ddof=1) / np.sqrt(2))
     avg = average_folds([{"fold": "a", "mae": 1.0, "probe": "x"}, {"fold": "b", "mae": 3.0, "probe": "x"}])
     assert avg["mae"] == 2.0 and avg["mae_std"] == 1.0 and avg["probe"] == "x"
+
+
+def test_fit_and_score_probes_monitor_matches_score_fold() -> None:
+    from medssl.eval.probes import fit_and_score_probes
+
+    meta = _cohort(n_sites=3, per_site=80, seed=6)
+    rng = np.random.default_rng(7)
+    X = np.c_[meta.age + rng.normal(0, 2.0, len(meta)), np.eye(3)[meta.site]]
+    fold = _fold(meta, [], seed=8)
+    full, _ = score_fold(X, meta, fold)
+    quick = fit_and_score_probes(X[fold.train], meta.iloc[fold.train], X[fold.internal_test],
+                                 meta.iloc[fold.internal_test])
+    assert quick["probe_mae_age"] == pytest.approx(full["mae_internal"])
+    assert quick["probe_bacc_site"] == pytest.approx(full["bacc_site"])
+    assert quick["probe_site_chance"] == pytest.approx(1 / 3)
