@@ -1,0 +1,230 @@
+"""``finetune(cfg)``: diagnosis-vs-control classifiers from pretrained encoders (or from scratch).
+
+For each initialisation x labelled-set size x fold x repeat (x ensemble member): carve a validation
+split from the training participants, train (``linear``: logistic head on frozen features; ``partial`` /
+``full``: the ``classifier`` method through the shared engine, early stopping on validation AUC), then
+score the internal test (training sites, held-out participants) and the external test (unseen sites).
+Writes ``metrics.json`` (mean, std and 95 % CI over repeats), ``predictions.csv``, ``roc.png``,
+``label_fraction.png`` (when ``train.n_labelled`` is given) and the resolved ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medssl.config import DataConfig, TrainConfig, component, save_resolved
+from medssl.engine.train import resolve_device
+from medssl.errors import ConfigError
+from medssl.eval.cv import EXTERNAL, INTERNAL, TRAIN
+from medssl.pipelines import finetune_splits as splits
+from medssl.pipelines.finetune_fit import (
+    LabelledRows,
+    balanced_weights,
+    fit_engine,
+    fit_logistic,
+    oversample,
+    predict_proba,
+)
+from medssl.pipelines.finetune_init import Init, build_classifier, guard_leakage, open_task_cohort, resolve_inits
+from medssl.pipelines.finetune_report import (
+    disease_score,
+    plot_label_fraction,
+    plot_roc,
+    score_predictions,
+    summarize_runs,
+)
+from medssl.utils.io import ensure_writable, write_json
+from medssl.utils.repro import environment_info, seed_everything
+
+
+@dataclasses.dataclass
+class TaskConfig:
+    """Which diagnosis labels (the manifest's ``diagnosis`` column) are classified."""
+
+    positive: str | None = "scz"  # binary: the positive class
+    control: str = "control"  # class 0
+    classes: list[str] | None = None  # multiclass instead of binary: labels besides control
+
+
+@dataclasses.dataclass
+class FinetuneTrainConfig(TrainConfig):
+    """The engine's ``TrainConfig`` plus the sizes of the label-fraction curve."""
+
+    epochs: int = 50
+    n_labelled: list[int] | None = None  # labelled training participants per point (None = all)
+    patience: int = 10  # early stopping: epochs without a better validation AUC
+
+
+@dataclasses.dataclass
+class FinetuneSection:
+    """Recipe, splits, repeats and safeguards of ``medssl finetune``."""
+
+    recipe: typing.Literal["linear", "partial", "full"] = "full"
+    lr_decay: float = 0.75  # layer-wise lr decay per backbone stage (1 = off)
+    partial_stages: int = 2  # partial: how many last backbone stages are unfrozen
+    unfreeze: list[str] | None = None  # partial: explicit parameter-name prefixes instead
+    dropout: float = 0.0
+    balance: typing.Literal["loss", "oversample", "none"] = "loss"
+    linear_C: list[float] = dataclasses.field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0, 10.0])
+    splits: typing.Literal["auto", "fixed", "hold_out_sites", "site_kfold", "leave_sites_out"] = "auto"
+    n_external_sites: int = 1  # hold_out_sites / site_kfold / leave_sites_out
+    internal_fraction: float = 0.2  # share of training-site participants in the internal test
+    n_folds: int = 5  # site_kfold / leave_sites_out
+    val_fraction: float = 0.2  # of the training participants, for early stopping
+    repeats: int = 3  # seeds train.seed, train.seed + 1, ...
+    ensemble: int = 1  # models averaged per repeat (deep ensemble)
+    leakage: typing.Literal["error", "warn", "off"] = "error"
+    pretrain_cohort: str | None = None  # overrides the encoder card's cohort for the leakage guard
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    """``medssl finetune``: encoder (or scratch backbone) + linear head on a clinical cohort."""
+
+    data: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(source="synthetic:scz"))
+    task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
+    init: str | list[str] = "scratch"  # encoder.pt / run folder / scratch, or a list of them
+    model: dict[str, Any] = component("densenet121_3d", "BACKBONES")  # the scratch backbone
+    finetune: FinetuneSection = dataclasses.field(default_factory=FinetuneSection)
+    train: FinetuneTrainConfig = dataclasses.field(default_factory=FinetuneTrainConfig)
+    out: str = "runs/finetune"
+
+
+def _fit_predict(init: Init, cfg: FinetuneConfig, parts: dict[str, np.ndarray], labels: np.ndarray,
+                 n_classes: int, seed: int, work: Path, device: torch.device) -> tuple[np.ndarray, dict]:
+    """Train on ``parts[train]`` (early stopping on ``parts[validation]``); (N_test, K) probabilities
+    for the rows ``concat(internal, external)`` (averaged over the ensemble) and a fit summary."""
+    ft, test = cfg.finetune, np.concatenate([parts[INTERNAL], parts[EXTERNAL]])
+    if ft.recipe == "linear":
+        X, pos = init.features, init.feature_row
+        model, info = fit_logistic(X[pos[parts[TRAIN]]], labels[parts[TRAIN]], X[pos[parts["validation"]]],
+                                   labels[parts["validation"]], ft.linear_C, ft.balance != "none", seed)
+        return model.predict_proba(X[pos[test]]), info
+    train_rows = oversample(parts[TRAIN], labels, seed) if ft.balance == "oversample" else parts[TRAIN]
+    weights = balanced_weights(labels[parts[TRAIN]], n_classes) if ft.balance == "loss" else None
+    val = LabelledRows(init.dataset, parts["validation"], labels)
+    probas, infos = [], []
+    for member in range(ft.ensemble):
+        member_seed = seed * 1000 + member
+        seed_everything(member_seed)
+        method = build_classifier(init, cfg, n_classes, weights)
+        train_cfg = dataclasses.replace(cfg.train, seed=member_seed)
+        infos.append(fit_engine(method, LabelledRows(init.dataset, train_rows, labels), val, train_cfg,
+                                work / f"member{member}", device, cfg.train.patience,
+                                cfg.data.num_workers))
+        probas.append(predict_proba(method, LabelledRows(init.dataset, test, labels), device,
+                                    cfg.train.batch_size, cfg.train.precision))
+    return np.mean(probas, axis=0), {"members": infos}
+
+
+def finetune(cfg: FinetuneConfig, *, overwrite: bool = False) -> Path:
+    """Run every (init, size, fold, repeat) of ``cfg``; returns the run folder holding ``metrics.json``."""
+    _check(cfg)
+    run_dir = ensure_writable(Path(cfg.out), overwrite)
+    device = resolve_device(cfg.train.device)
+    cohort = open_task_cohort(cfg.data)
+    classes = splits.task_classes(cfg.task.positive, cfg.task.control, cfg.task.classes)
+    table = cohort.table
+    labels = splits.encode_labels(table, classes, str(cfg.data.source))
+    inits = resolve_inits(cfg)
+    leakage = guard_leakage(inits, cohort, cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, run_dir / "config.yaml", {**environment_info(), "leakage": leakage})
+    folds = splits.task_folds(table, labels, cfg.finetune.splits, cfg.train.seed,
+                              cfg.finetune.n_external_sites, cfg.finetune.internal_fraction,
+                              cfg.finetune.n_folds)
+    results, predictions, curves, counts = [], [], {}, {}
+    for init in inits:
+        init.prepare(cfg, cohort, labels, device)
+        for n in cfg.train.n_labelled or [None]:
+            runs = []
+            for fold in folds:
+                for r in range(cfg.finetune.repeats):
+                    seed = cfg.train.seed + r
+                    fit, val = splits.carve_validation(table, fold.train, labels, cfg.finetune.val_fraction, seed)
+                    if n is not None:
+                        fit = splits.subsample(table, fit, labels, n, seed)
+                    parts = {TRAIN: fit, "validation": val, INTERNAL: fold.internal_test,
+                             EXTERNAL: fold.external_test}
+                    splits.check_disjoint(table, parts)
+                    counts.setdefault(fold.name, splits.label_counts(labels, classes, parts))
+                    tag = f"{init.name}/n{n or 'all'}/{fold.name}/seed{seed}"
+                    proba, info = _fit_predict(init, cfg, parts, labels, len(classes), seed,
+                                               run_dir / "models" / tag, device)
+                    run = {"init": init.name, "n_labelled": n, "n_train": len(fit), "fold": fold.name,
+                           "seed": seed, **info}
+                    start = 0
+                    for part in (INTERNAL, EXTERNAL):
+                        rows = parts[part]
+                        p, y = proba[start:start + len(rows)], labels[rows]
+                        start += len(rows)
+                        if len(rows):
+                            scores = score_predictions(y, p)
+                            run.update({f"auc_{part.split('_')[0]}": scores["auc"],
+                                        f"bacc_{part.split('_')[0]}": scores["bacc"]})
+                            if n == (cfg.train.n_labelled or [None])[-1]:
+                                curves.setdefault(init.name, {}).setdefault(part, []).append(
+                                    (y, disease_score(p)))
+                        predictions.append(_prediction_frame(table, rows, p, y, classes, part, run))
+                    runs.append(run)
+            results.append({"init": init.name, "init_source": init.source, "n_labelled": n,
+                            "n_train": int(np.mean([r["n_train"] for r in runs])),
+                            **summarize_runs(runs), "runs": runs})
+    _write_outputs(run_dir, cfg, classes, inits, leakage, results, predictions, curves, counts)
+    return run_dir
+
+
+def _prediction_frame(table: pd.DataFrame, rows: np.ndarray, proba: np.ndarray, y: np.ndarray,
+                      classes: list[str], part: str, run: dict[str, Any]) -> pd.DataFrame:
+    frame = pd.DataFrame({"init": run["init"], "n_labelled": run["n_labelled"], "fold": run["fold"],
+                          "seed": run["seed"], "part": part,
+                          "participant_id": table.participant_id.iloc[rows].to_numpy(),
+                          "site": table.site.iloc[rows].to_numpy(), "label": np.asarray(classes)[y]})
+    for k, c in enumerate(classes):
+        frame[f"p_{c}"] = proba[:, k]
+    return frame
+
+
+def _write_outputs(run_dir: Path, cfg: FinetuneConfig, classes: list[str], inits: list[Init],
+                   leakage: list[dict[str, Any]], results: list[dict[str, Any]],
+                   predictions: list[pd.DataFrame], curves: dict[str, Any], counts: dict[str, Any]) -> None:
+    from medssl.utils.io import atomic_path
+
+    headline = next(r for r in results if r["n_labelled"] == (cfg.train.n_labelled or [None])[-1])
+    summary_keys = [k for k in ("auc_internal", "auc_external", "bacc_internal", "bacc_external")
+                    if k in headline]
+    metrics = {
+        **{k: headline[k] for k in summary_keys},
+        "init": headline["init_source"], "inits": [i.source for i in inits],
+        "recipe": cfg.finetune.recipe, "classes": classes, "positive": classes[1:],
+        "control": classes[0], "label_counts": counts, "repeats": cfg.finetune.repeats,
+        "ensemble": cfg.finetune.ensemble, "leakage": {"mode": cfg.finetune.leakage, "checks": leakage},
+        "trainable_prefixes": {i.name: i.trainable_prefixes for i in inits},
+        "results": results, "figures": {"roc": "roc.png"},
+    }
+    if cfg.train.n_labelled:
+        plot_label_fraction(results, run_dir / "label_fraction.png")
+        metrics["figures"]["label_fraction"] = "label_fraction.png"
+    plot_roc(curves, run_dir / "roc.png")
+    with atomic_path(run_dir / "predictions.csv") as tmp:
+        pd.concat(predictions, ignore_index=True).to_csv(tmp, index=False)
+    write_json(run_dir / "metrics.json", metrics)
+
+
+def _check(cfg: FinetuneConfig) -> None:
+    ft = cfg.finetune
+    if ft.repeats < 1 or ft.ensemble < 1:
+        raise ConfigError(f"finetune.repeats and finetune.ensemble must be >= 1, got {ft.repeats}, {ft.ensemble}")
+    if ft.recipe == "linear" and ft.ensemble > 1:
+        raise ConfigError("finetune.ensemble > 1 needs recipe partial or full: the linear recipe's "
+                          "logistic head is deterministic, its ensemble members would be identical")
+    sizes = cfg.train.n_labelled
+    if sizes is not None and (not sizes or sorted(sizes) != list(sizes) or min(sizes) < 1):
+        raise ConfigError(f"train.n_labelled must be increasing positive sizes, e.g. [100, 300, 500]; got {sizes}")

@@ -1,0 +1,118 @@
+"""Scores of fine-tuned classifiers, their summary over repeats, and the figures of ``medssl finetune``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import stats
+
+from medssl.eval.metrics import balanced_accuracy, roc_auc
+from medssl.utils.io import atomic_path
+
+
+def disease_score(proba: np.ndarray) -> np.ndarray:
+    """Score of "not control" from class probabilities (N, K), control = class 0: ``1 - p_0``.
+
+    For K = 2 this is ``p_1``, the positive-class probability.
+    """
+    return 1.0 - np.asarray(proba)[:, 0]
+
+
+def score_predictions(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """ROC AUC (binary, or one-vs-rest macro for K > 2) and balanced accuracy of ``argmax`` predictions.
+
+    Args:
+        y: (N,) integer labels in [0, K).
+        proba: (N, K) class probabilities (rows sum to 1).
+    """
+    proba = np.asarray(proba)
+    auc = roc_auc(y, proba[:, 1] if proba.shape[1] == 2 else proba)
+    return {"auc": auc, "bacc": balanced_accuracy(y, proba.argmax(axis=1))}
+
+
+def summarize(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Mean, sample std (ddof=1) and a Student-t confidence interval of the mean over repeats.
+
+    ``ci95 = mean -/+ t_{(1+c)/2, n-1} * std / sqrt(n)``; ``std = 0`` and ``ci95 = None`` when n = 1.
+    """
+    v = np.asarray(values, dtype=float)
+    n, mean = len(v), float(v.mean())
+    if n < 2:
+        return {"mean": mean, "std": 0.0, "ci95": None, "n": n, "values": v.tolist()}
+    std = float(v.std(ddof=1))
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * std / np.sqrt(n))
+    return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n, "values": v.tolist()}
+
+
+def summarize_runs(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """Summary (see :func:`summarize`) of every score key shared by the per-repeat dicts."""
+    keys = [k for k in runs[0] if isinstance(runs[0][k], float)]
+    return {k: summarize([r[k] for r in runs]) for k in keys}
+
+
+def _figure(ncols: int) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4.5), squeeze=False)
+    return fig, axes[0]
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_roc(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]], path: Path) -> None:
+    """ROC curves of each initialisation, one panel per test set, one thin line per repeat.
+
+    Args:
+        curves: ``{init: {test_set: [(y (N,), score (N,)), ...]}}``; the score is
+            :func:`disease_score` (positive class vs control).
+    """
+    from sklearn.metrics import roc_curve
+
+    sets = sorted({s for per_init in curves.values() for s in per_init})
+    fig, axes = _figure(len(sets))
+    colors = [f"C{i}" for i in range(len(curves))]
+    for ax, name in zip(axes, sets):
+        for color, (init, per_set) in zip(colors, curves.items()):
+            aucs = []
+            for k, (y, score) in enumerate(per_set.get(name, [])):
+                fpr, tpr, _ = roc_curve(y > 0, score)
+                aucs.append(roc_auc(y > 0, score))
+                ax.plot(fpr, tpr, color=color, alpha=0.7, lw=1.2,
+                        label=f"{init} (AUC {np.mean(aucs):.3f})" if k == len(per_set[name]) - 1 else None)
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
+        ax.set(title=name.replace("_", " "), xlabel="false positive rate", ylabel="true positive rate",
+               xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def plot_label_fraction(rows: list[dict[str, Any]], path: Path) -> None:
+    """AUC (mean +/- std over repeats) against the number of labelled subjects, one line per init.
+
+    Args:
+        rows: ``{"init", "n_train", "auc_internal": {"mean", "std"}, "auc_external": {...}}`` dicts.
+    """
+    sets = [k for k in ("auc_internal", "auc_external") if any(k in r for r in rows)]
+    fig, axes = _figure(len(sets))
+    inits = list(dict.fromkeys(r["init"] for r in rows))
+    for ax, key in zip(axes, sets):
+        for i, init in enumerate(inits):
+            mine = sorted((r for r in rows if r["init"] == init and key in r), key=lambda r: r["n_train"])
+            ax.errorbar([r["n_train"] for r in mine], [r[key]["mean"] for r in mine],
+                        yerr=[r[key]["std"] for r in mine], marker="o", capsize=3, color=f"C{i}",
+                        label=init)
+        ax.set(title=key.replace("auc_", "").replace("_", " ") + " test",
+               xlabel="labelled training subjects", ylabel="ROC AUC")
+        ax.legend(fontsize=8)
+    _save(fig, path)
