@@ -11,7 +11,19 @@ from typing import Any
 
 from torch import nn
 
-from medssl.losses import exp, fairkl, infonce, kernels, supcon, thr, yaware  # noqa: F401 (registration)
+from medssl.losses import (  # noqa: F401 (registration side effects)
+    barlow_twins,
+    byol,
+    dino,
+    exp,
+    fairkl,
+    infonce,
+    kernels,
+    supcon,
+    thr,
+    vicreg,
+    yaware,
+)
 from medssl.losses.combined import CombinedObjective
 from medssl.losses.core import KernelInfoNCE
 from medssl.losses.diagnostics import contrastive_diagnostics, suggest_sigma
