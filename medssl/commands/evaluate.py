@@ -1,4 +1,4 @@
-"""``medssl`` subcommands of the evaluate group."""
+"""``medssl evaluate`` and ``medssl compare``: frozen-encoder evaluation with the OpenBHB challenge probes."""
 
 from __future__ import annotations
 
@@ -6,5 +6,78 @@ import argparse
 from typing import Any
 
 
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="synthetic",
+                   help="cohort: OpenBHB root (HF, DataPort, kit), manifest CSV, or 'synthetic' (default)")
+    p.add_argument("--data-root", default=None, help="base folder of relative manifest paths")
+    p.add_argument("--batch-size", type=int, default=8, help="scans per forward pass (default 8)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--baselines", action="store_true",
+                   help="also score raw downsampled voxels, ComBat-harmonised voxels and ComBat-harmonised features")
+    p.add_argument("--cv", default="fixed", choices=["fixed", "site_kfold", "leave_sites_out"],
+                   help="fixed: the cohort's train/internal_test/external_test splits (default); site_kfold and "
+                   "leave_sites_out build folds grouped by participant with unseen external sites")
+    p.add_argument("--folds", type=int, default=None, help="number of folds for --cv site_kfold/leave_sites_out")
+    p.add_argument("--probes", nargs="*", default=[], choices=["scaled", "knn", "mlp"],
+                   help="extra probes, reported separately and labelled as NOT the challenge protocol")
+    p.add_argument("--jobs", type=int, default=None, help="parallel jobs of the probes' grid search")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default 0)")
+
+
 def register(sub: Any) -> None:
-    """Add this group's subcommands to the ``medssl`` parser."""
+    """Add ``evaluate`` and ``compare`` to the ``medssl`` parser."""
+    e = sub.add_parser(
+        "evaluate", help="evaluate a frozen encoder: age MAE, site BAcc, challenge score, site-effect report",
+        description="Embed every scan with the frozen encoder, fit the OpenBHB challenge probes on the train "
+        "split and write metrics.json, report.md and figures (default folder RUN/eval).")
+    e.add_argument("encoder", help="run folder (with encoder.pt + encoder.json) or an encoder.pt file")
+    e.add_argument("--out", default=None, help="output folder (default RUN/eval or <stem>_eval beside the .pt)")
+    _common(e)
+    e.set_defaults(func=run_evaluate)
+
+    c = sub.add_parser("compare", help="evaluate several encoders on one cohort: one table, one figure",
+                       description="Puts runs side by side (comparison.md/.csv and comparison.png); an existing "
+                       "RUN/eval/metrics.json made on the same --data and --cv is reused.")
+    c.add_argument("encoders", nargs="+", help="run folders or encoder.pt files")
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument("--no-reuse", action="store_true", help="re-evaluate even when RUN/eval/metrics.json exists")
+    _common(c)
+    c.set_defaults(func=run_compare)
+
+
+def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    cv_kwargs: dict[str, Any] = {}
+    if args.folds is not None:
+        if args.cv == "fixed":
+            from medssl.errors import ConfigError
+
+            raise ConfigError("--folds needs --cv site_kfold or --cv leave_sites_out")
+        cv_kwargs["n_splits" if args.cv == "site_kfold" else "n_folds"] = args.folds
+    return dict(batch_size=args.batch_size, device=args.device, baselines=args.baselines, cv=args.cv,
+                cv_kwargs=cv_kwargs, alt_probes=tuple(args.probes), data_root=args.data_root, n_jobs=args.jobs,
+                num_workers=args.num_workers)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from medssl.pipelines.evaluate import default_out, evaluate
+
+    out = args.out or default_out(args.encoder)
+    m = evaluate(args.encoder, args.data, out, overwrite=args.overwrite, **_kwargs(args))
+    ext = "n/a" if m["mae_external"] is None else f"{m['mae_external']:.3f}"
+    score = "n/a" if m["challenge_score"] is None else f"{m['challenge_score']:.3f}"
+    print(f"MAE internal {m['mae_internal']:.3f} | MAE external {ext} | site BAcc {m['bacc_site']:.3f} "
+          f"(chance {m['site_chance']:.3f}) | challenge score {score}")
+    print(f"report: {out}/report.md")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from medssl.pipelines.evaluate import compare
+    from medssl.eval.report import markdown_table
+
+    table = compare(args.encoders, args.data, args.out, overwrite=args.overwrite, reuse=not args.no_reuse,
+                    **_kwargs(args))
+    print(markdown_table(table))
+    print(f"table and figure: {args.out}/comparison.md, comparison.png")
+    return 0

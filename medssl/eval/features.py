@@ -169,3 +169,37 @@ class Embedder(TransformerMixin, BaseEstimator):
         )
         with assert_frozen(self.encoder_):
             return _embed_batches(self.encoder_, batches, device)
+
+
+def view_pair_features(
+    encoder: nn.Module,
+    dataset: Dataset,
+    preset: str = "yaware",
+    device: str | torch.device | None = "auto",
+    batch_size: int = 8,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of two random views (``VIEWS.build(preset)``, seeded) of every item: the positive pairs
+    of the alignment metric. Same frozen-encoder guarantees as ``extract_features``.
+
+    Returns:
+        ``(Z1, Z2)``, float32 (N, F) each; row i holds the two views of item i.
+    """
+    from medssl.registry import VIEWS
+
+    device = resolve_device(device)
+    augment = VIEWS.build(preset).to(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    was_training = encoder.training
+    encoder.eval().to(device)
+    z1, z2 = [], []
+    try:
+        with assert_frozen(encoder), torch.no_grad():
+            for batch in loader:
+                x = batch["image"].to(device, torch.float32)
+                z1.append(encoder(augment(x, generator)).float().cpu().numpy())
+                z2.append(encoder(augment(x, generator)).float().cpu().numpy())
+    finally:
+        encoder.train(was_training)
+    return np.concatenate(z1), np.concatenate(z2)

@@ -1,0 +1,214 @@
+"""``evaluate``: a frozen encoder on a cohort -> challenge metrics, site-effect report; ``compare``: runs side by side.
+
+Output folder (written atomically, refused if non-empty without ``overwrite``):
+``metrics.json`` (challenge numbers, alignment/uniformity, per-fold details, baselines, provenance),
+``predictions.csv``, ``per_site.csv``, ``report.md`` and the PNG figures of ``medssl.eval.report``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from medssl.errors import ConfigError, DataError
+from medssl.eval.cv import make_folds
+from medssl.eval.features import extract_features, resolve_device, view_pair_features
+from medssl.eval.frozen import FrozenWeightsError, state_digest
+from medssl.eval.metrics import alignment, uniformity
+from medssl.eval.probes import ALTERNATIVE_PROBES
+from medssl.eval.protocol import average_folds, per_site_table, score_fold
+from medssl.utils.io import atomic_path, ensure_writable, write_json, write_text
+from medssl.utils.repro import environment_info
+
+ALT_KEYS = ("mae_internal", "mae_external", "bacc_site", "challenge_score", "age_probe", "site_probe")
+
+
+def default_out(encoder_source: str | Path) -> Path:
+    """``RUN/eval`` for a run folder, ``<stem>_eval`` beside an ``encoder.pt`` file."""
+    source = Path(encoder_source)
+    return source / "eval" if source.is_dir() else source.parent / f"{source.stem}_eval"
+
+
+def _open(data_source: str | Path, modality: str, data_root: str | Path | None) -> Any:
+    from medssl.data import open_cohort
+
+    return open_cohort(data_source, modality=modality, data_root=data_root)
+
+
+def _dataset(cohort: Any, card: dict[str, Any]) -> Any:
+    from medssl.data import CohortDataset
+
+    prep = card.get("preprocessing") or {}
+    shape = prep.get("shape") or card.get("input_shape")
+    return CohortDataset(cohort, shape=shape, resize=prep.get("resize", "crop_pad"),
+                         normalize=prep.get("normalize", "zscore"))
+
+
+def _score_all(X: np.ndarray, meta: pd.DataFrame, folds: list[Any], n_jobs: int | None,
+               age_probe: str = "openbhb_age", site_probe: str = "openbhb_site") -> tuple[list[dict], list[pd.DataFrame]]:
+    scored = [score_fold(X, meta, fold, age_probe, site_probe, n_jobs) for fold in folds]
+    return [m for m, _ in scored], [p.assign(fold=fold.name) for (_, p), fold in zip(scored, folds)]
+
+
+def evaluate(
+    encoder_source: str | Path,
+    data_source: str | Path = "synthetic",
+    out: str | Path | None = None,
+    *,
+    batch_size: int = 8,
+    device: str = "auto",
+    overwrite: bool = False,
+    baselines: bool = False,
+    cv: str = "fixed",
+    cv_kwargs: dict[str, Any] | None = None,
+    alt_probes: Sequence[str] = (),
+    alignment_views: str = "yaware",
+    data_root: str | Path | None = None,
+    n_jobs: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate a frozen encoder (run folder or ``encoder.pt``) on a cohort; returns ``metrics``.
+
+    Every scan is embedded once (eval mode, no grad, the card's preprocessing); the RAMP probes are fitted
+    per fold on the train rows (``cv``: ``fixed`` = the cohort's splits, ``site_kfold``, ``leave_sites_out``
+    with ``cv_kwargs``); the top-level numbers are the fold means. ``alt_probes`` (``scaled``, ``knn``,
+    ``mlp``) add labelled non-challenge results; ``baselines`` adds raw-voxel and ComBat rows.
+
+    Raises:
+        FrozenWeightsError: the encoder's weights or BatchNorm buffers changed during evaluation.
+    """
+    from medssl.models import load_encoder
+
+    unknown = [p for p in alt_probes if p not in ALTERNATIVE_PROBES]
+    if unknown:
+        raise ConfigError(f"unknown alternative probe(s) {unknown}; choose from {', '.join(ALTERNATIVE_PROBES)}")
+    out = ensure_writable(Path(out) if out is not None else default_out(encoder_source), overwrite)
+    encoder, card = load_encoder(encoder_source)
+    digest = state_digest(encoder)
+    cohort = _open(data_source, card.get("modality", "vbm"), data_root)
+    dataset = _dataset(cohort, card)
+    dev = resolve_device(device)
+    X, meta = extract_features(encoder, dataset, dev, batch_size, num_workers, progress)
+    if not np.isfinite(X).all():
+        raise DataError("the encoder produced NaN/inf features; check the weights and the input intensities")
+    folds = make_folds(cohort.table, cv, **(cv_kwargs or {}))
+    per_fold, preds = _score_all(X, meta, folds, n_jobs)
+    metrics: dict[str, Any] = average_folds(per_fold)
+
+    internal = folds[0].internal_test
+    from torch.utils.data import Subset
+
+    z1, z2 = view_pair_features(encoder, Subset(dataset, internal[:256].tolist()), alignment_views, dev,
+                                batch_size, seed)
+    metrics.update(alignment=alignment(z1, z2), uniformity=uniformity(X[internal]),
+                   alignment_views=alignment_views, n_alignment_pairs=len(z1))
+    for name in alt_probes:
+        alt, _ = _score_all(X, meta, folds, n_jobs, **ALTERNATIVE_PROBES[name])
+        metrics.setdefault("alternative_probes", {})[name] = {
+            "label": "NOT the challenge protocol", **{k: average_folds(alt).get(k) for k in ALT_KEYS}}
+    base: dict[str, dict[str, Any]] = {}
+    if baselines:
+        base = _baselines(X, meta, folds, dataset, card, dev, batch_size, num_workers, progress, n_jobs)
+        metrics["baselines"] = base
+    if state_digest(encoder) != digest:
+        raise FrozenWeightsError("encoder state changed during evaluation")
+    metrics.update(
+        encoder=str(encoder_source), encoder_digest=digest, data_source=str(data_source), cv=cv,
+        cohort=repr(cohort), folds=per_fold if len(per_fold) > 1 else None, device=str(dev),
+        environment=environment_info(),
+    )
+    _write(out, metrics, pd.concat(preds, ignore_index=True), X, meta, cohort.site_names, base)
+    return metrics
+
+
+def _baselines(X: np.ndarray, meta: pd.DataFrame, folds: list[Any], dataset: Any, card: dict[str, Any],
+               dev: Any, batch_size: int, num_workers: int, progress: bool, n_jobs: int | None) -> dict[str, Any]:
+    from medssl.eval.baselines import RawVoxels, score_baselines
+
+    raw = RawVoxels(dataset.output_shape)
+    X_raw, _ = extract_features(raw, dataset, dev, batch_size, num_workers, progress)
+    out = {}
+    for name, rows in score_baselines(X_raw, X, meta, folds, n_jobs).items():
+        ok = [r for r in rows if "error" not in r]
+        out[name] = average_folds(ok) if len(ok) == len(rows) else {"error": rows[0].get("error", "failed")}
+        out[name]["features"] = f"avg-pool x{raw.factor} -> {raw.num_features}" if name.startswith("raw") \
+            else f"encoder ({X.shape[1]})"
+    return out
+
+
+def _write(out: Path, metrics: dict[str, Any], preds: pd.DataFrame, X: np.ndarray, meta: pd.DataFrame,
+           site_names: list[str], base: dict[str, Any]) -> None:
+    from medssl.eval.report import write_report
+
+    first = preds[preds.fold == preds.fold.iloc[0]]
+    per_site = per_site_table(first)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        write_json(tmp / "metrics.json", metrics)
+        preds.to_csv(tmp / "predictions.csv", index=False)
+        per_site.assign(site_name=[site_names[int(s)] for s in per_site.site]).to_csv(tmp / "per_site.csv",
+                                                                                        index=False)
+        write_report(tmp, metrics, first, per_site, X, meta, site_names,
+                     {k: v for k, v in base.items() if "error" not in v})
+
+
+COMPARE_KEYS = ("mae_internal", "rmse_internal", "mae_external", "bacc_site", "site_chance", "challenge_score",
+                "alignment", "uniformity", "n_train", "n_internal", "n_external")
+
+
+def _labels(sources: Sequence[str | Path]) -> list[str]:
+    names = [Path(s).name if Path(s).is_dir() else f"{Path(s).parent.name}/{Path(s).stem}" for s in sources]
+    return [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
+
+
+def _reusable(path: Path, data_source: str | Path, cv: str) -> dict[str, Any] | None:
+    """An earlier ``metrics.json`` made on the same data and folds, else None."""
+    if not path.is_file():
+        return None
+    old = json.loads(path.read_text())
+    same = old.get("data_source") == str(data_source) and old.get("cv") == cv
+    return old if same else None
+
+
+def compare(
+    encoder_sources: Sequence[str | Path],
+    data_source: str | Path = "synthetic",
+    out: str | Path = "compare",
+    *,
+    overwrite: bool = False,
+    reuse: bool = True,
+    **evaluate_kwargs: Any,
+) -> pd.DataFrame:
+    """Evaluate several encoders on one cohort: ``OUT/comparison.{md,csv}``, ``OUT/comparison.png``.
+
+    Each encoder is evaluated into ``OUT/<label>/`` unless ``reuse`` and its default eval folder already
+    holds metrics made on the same ``data_source`` and CV scheme.
+    """
+    from medssl.eval.figures import comparison_figure
+    from medssl.eval.report import markdown_table
+
+    if len(encoder_sources) < 1:
+        raise ConfigError("compare needs at least one run folder or encoder.pt")
+    out = ensure_writable(Path(out), overwrite)
+    cv = evaluate_kwargs.get("cv", "fixed")
+    rows = []
+    for label, source in zip(_labels(encoder_sources), encoder_sources):
+        metrics = _reusable(default_out(source) / "metrics.json", data_source, cv) if reuse else None
+        if metrics is None:
+            metrics = evaluate(source, data_source, out / label, overwrite=overwrite, **evaluate_kwargs)
+        rows.append({"run": label, **{k: metrics.get(k) for k in COMPARE_KEYS}})
+    table = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "comparison.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    write_text(out / "comparison.md", markdown_table(table) + "\n")
+    if table.mae_external.notna().all():
+        with atomic_path(out / "comparison.png") as tmp:
+            comparison_figure(table, float(table.site_chance.iloc[0]), tmp)
+    return table
