@@ -63,8 +63,12 @@ class BYOL(nn.Module):
         self.target_head = momentum_copy(head)
         self.criterion = BYOLLoss("normalized_mse")
         self.momentum_base, self.momentum_end = momentum_base, momentum_end
-        self.momentum = momentum_base
+        self.register_buffer("momentum", torch.tensor(momentum_base))  # last tau (resumable)
         self.monitor = CollapseMonitor(collapse_threshold)
+
+    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
+        return self.training_step(batch, views)
 
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         check_views(views, "byol")
@@ -74,11 +78,12 @@ class BYOL(nn.Module):
             t1, t2 = (self.target_head(self.target_backbone(v)) for v in views[:2])
         out = {"loss": self.criterion(p1, p2, t1, t2)}
         out.update(self.monitor(z1.detach(), "BYOL projections"))
-        out["momentum"] = torch.tensor(self.momentum)
+        out["momentum"] = self.momentum.clone()
         return out
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """EMA update of the target with ``tau_k``, k = ``step`` (the step just taken)."""
-        self.momentum = cosine_schedule(step, total_steps, self.momentum_base, self.momentum_end)
-        update_momentum(self.backbone, self.target_backbone, self.momentum)
-        update_momentum(self.head, self.target_head, self.momentum)
+        tau = cosine_schedule(step, total_steps, self.momentum_base, self.momentum_end)
+        self.momentum.fill_(tau)
+        update_momentum(self.backbone, self.target_backbone, tau)
+        update_momentum(self.head, self.target_head, tau)

@@ -46,12 +46,52 @@ def check_views(views: list[torch.Tensor], method: str, n: int = 2) -> None:
         raise ValueError(f"method {method!r} needs at least {n} views per batch, got {len(views)}")
 
 
+def main_loss(loss: nn.Module | None) -> nn.Module | None:
+    """The objective itself: a ``CombinedObjective`` (what the pipeline builds) wraps it as ``.loss``."""
+    from medssl.losses.combined import CombinedObjective
+
+    return loss.loss if isinstance(loss, CombinedObjective) else loss
+
+
 def refuse_loss(loss: nn.Module | None, method: str, allowed: type | None = None) -> None:
-    """Methods that own their objective accept no configured loss (or only ``allowed``)."""
-    if loss is None or (allowed is not None and isinstance(loss, allowed)):
+    """Methods that own their objective accept no configured loss (or only an ``allowed`` one,
+    possibly inside a ``CombinedObjective`` with a regulariser)."""
+    inner = main_loss(loss)
+    if inner is None or (allowed is not None and isinstance(inner, allowed)):
         return
+    choice = "set 'loss: {name: none}' in the config"
+    if allowed is not None:
+        choice = f"set 'loss: {{name: {method}}}' (or 'none' for the defaults) in the config"
     raise ConfigError(
-        f"method {method!r} defines its own objective but got loss {type(loss).__name__}; "
-        f"set 'loss: {{name: none}}' in the config"
-        + (f" (or a {allowed.__name__})" if allowed is not None else "")
+        f"method {method!r} defines its own objective but the config gives loss "
+        f"{type(inner).__name__}; {choice}"
     )
+
+
+def as_output(value: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A loss value or a loss dict (``CombinedObjective``) as a training-step dict with ``"loss"``."""
+    return dict(value) if isinstance(value, dict) else {"loss": value}
+
+
+def check_input_shape(
+    input_shape: tuple[int, int, int] | list[int] | None, method: str
+) -> tuple[int, int, int]:
+    """The (D, H, W) a reconstruction method decodes to; ``ConfigError`` when it is missing."""
+    if input_shape is None or len(input_shape) != 3:
+        raise ConfigError(
+            f"method {method!r} needs the volume shape to build its decoder: set "
+            f"'method: {{name: {method}, input_shape: [D, H, W]}}' equal to data.shape, got "
+            f"{input_shape!r}"
+        )
+    return (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
+
+
+def check_batch_shape(x: torch.Tensor, shape: tuple[int, int, int], method: str) -> None:
+    """``DataError`` when the batch volumes are not the shape the decoder was built for."""
+    from medssl.errors import DataError
+
+    if tuple(x.shape[2:]) != shape:
+        raise DataError(
+            f"method {method!r} was built for volumes of shape {list(shape)} but the batch has "
+            f"{list(x.shape[2:])}; set method.input_shape to data.shape"
+        )

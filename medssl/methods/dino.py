@@ -121,8 +121,10 @@ class DINO(nn.Module):
         self.n_local_crops = n_local_crops
         self.local_crop_scale = (float(lo), float(hi))
         self.local_crop_size = local_crop_size
-        self.tau_t = warmup_teacher_temperature if teacher_warmup_fraction > 0 else teacher_temperature
-        self.momentum = momentum_base
+        # schedule state as buffers so that a resumed run continues the schedules exactly
+        tau_0 = warmup_teacher_temperature if teacher_warmup_fraction > 0 else teacher_temperature
+        self.register_buffer("tau_t", torch.tensor(tau_0))
+        self.register_buffer("momentum", torch.tensor(momentum_base))
         self.monitor = CollapseMonitor(collapse_threshold)
 
     def student_network(self) -> nn.Sequential:
@@ -133,6 +135,10 @@ class DINO(nn.Module):
         """(bottleneck embedding (B, d), prototype scores (B, K)) of the student."""
         z = self.head(self.backbone(x))
         return z, self.prototypes(z)
+
+    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
+        return self.training_step(batch, views)
 
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         check_views(views, "dino")
@@ -146,16 +152,17 @@ class DINO(nn.Module):
                     size)  # type: ignore[arg-type]
             ]
         embeddings, student_out = zip(*(self.student(v) for v in global_views + locals_))
-        out = {"loss": self.criterion(list(student_out), teacher_out, self.tau_t)}
+        out = {"loss": self.criterion(list(student_out), teacher_out, float(self.tau_t))}
         out.update(self.monitor(embeddings[0].detach(), "DINO student embeddings"))
-        out["teacher_temperature"] = torch.tensor(self.tau_t)
-        out["momentum"] = torch.tensor(self.momentum)
+        out["teacher_temperature"] = self.tau_t.clone()
+        out["momentum"] = self.momentum.clone()
         return out
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         """EMA update of the teacher with the momentum of ``step``; tau_t for the next step."""
-        self.momentum = cosine_schedule(step, total_steps, self.momentum_base, 1.0)
-        update_momentum(self.student_network(), self.teacher, self.momentum)
+        tau = cosine_schedule(step, total_steps, self.momentum_base, 1.0)
+        self.momentum.fill_(tau)
+        update_momentum(self.student_network(), self.teacher, tau)
         warmup = round(self.teacher_warmup_fraction * total_steps)
-        self.tau_t = linear_warmup(step + 1, warmup, self.warmup_teacher_temperature,
-                                   self.teacher_temperature)
+        self.tau_t.fill_(linear_warmup(step + 1, warmup, self.warmup_teacher_temperature,
+                                       self.teacher_temperature))

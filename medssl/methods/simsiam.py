@@ -49,6 +49,10 @@ class SimSiam(nn.Module):
         self.criterion = BYOLLoss("negative_cosine")
         self.monitor = CollapseMonitor(collapse_threshold)
 
+    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
+        return self.training_step(batch, views)
+
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         check_views(views, "simsiam")
         z1, z2 = (self.head(self.backbone(v)) for v in views[:2])

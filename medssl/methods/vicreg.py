@@ -10,22 +10,23 @@ import torch
 from torch import nn
 
 from medssl.losses.vicreg import VICRegLoss
-from medssl.methods.common import check_views, refuse_loss
+from medssl.methods.common import as_output, check_views, main_loss, refuse_loss
 from medssl.methods.monitoring import CollapseMonitor
 from medssl.registry import METHODS
 
 
 @METHODS.register("vicreg")
 class VICReg(nn.Module):
-    """``z_i = head(backbone(x_i))``, ``loss = VICRegLoss(z1, z2)``; the three terms are logged.
+    """``z_i = head(backbone(x_i))``, ``loss = VICRegLoss(z1, z2)``; its three terms are logged.
 
     Args:
         backbone: encoder (B, 1, D, H, W) -> (B, F); the exported encoder.
         head: expander (B, F) -> (B, d) (paper: 3 layers of 8192).
-        loss: None (a ``VICRegLoss`` built from the coefficients below) or a configured
-            ``vicreg`` loss.
+        loss: None (a ``VICRegLoss`` built from the coefficients below) or the configured
+            objective, whose main loss must be ``vicreg`` (a regulariser may be added).
         sim_coeff, std_coeff, cov_coeff, gamma: used when ``loss`` is None (paper: 25, 25, 1, 1).
         collapse_threshold: see ``CollapseMonitor`` (0 disables the warning).
+        label, bias: batch keys passed as ``y``/``bias`` to the objective (for a regulariser).
     """
 
     def __init__(
@@ -38,22 +39,29 @@ class VICReg(nn.Module):
         cov_coeff: float = 1.0,
         gamma: float = 1.0,
         collapse_threshold: float = 0.1,
+        label: str | None = None,
+        bias: str | None = None,
     ) -> None:
         super().__init__()
         refuse_loss(loss, "vicreg", allowed=VICRegLoss)
         self.backbone = backbone
         self.head = head
-        self.criterion: VICRegLoss = (
-            loss if isinstance(loss, VICRegLoss)
-            else VICRegLoss(sim_coeff, std_coeff, cov_coeff, gamma)
-        )
+        self.criterion = loss if loss is not None else VICRegLoss(
+            sim_coeff, std_coeff, cov_coeff, gamma)
+        self.label, self.bias = label, bias
         self.monitor = CollapseMonitor(collapse_threshold)
+
+    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
+        return self.training_step(batch, views)
 
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         check_views(views, "vicreg")
         z1, z2 = (self.head(self.backbone(v)) for v in views[:2])
-        terms = self.criterion.terms(z1, z2)
-        out = {"loss": self.criterion.combine(terms)}
-        out.update({name: value.detach() for name, value in terms.items()})
+        y = batch.get(self.label) if self.label else None
+        bias = batch.get(self.bias) if self.bias else None
+        out = as_output(self.criterion(z1, z2, y=y, bias=bias))
+        with torch.no_grad():
+            out.update(main_loss(self.criterion).terms(z1, z2))  # type: ignore[union-attr]
         out.update(self.monitor(z1.detach(), "VICReg embeddings"))
         return out
