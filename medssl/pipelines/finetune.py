@@ -22,7 +22,7 @@ import torch
 from medssl.config import DataConfig, TrainConfig, component, save_resolved
 from medssl.engine.train import resolve_device
 from medssl.errors import ConfigError
-from medssl.eval.cv import EXTERNAL, INTERNAL, TRAIN
+from medssl.eval.cv import EXTERNAL, INTERNAL, TRAIN, Fold
 from medssl.pipelines import finetune_splits as splits
 from medssl.pipelines.finetune_fit import (
     LabelledRows,
@@ -124,6 +124,33 @@ def _fit_predict(init: Init, cfg: FinetuneConfig, parts: dict[str, np.ndarray], 
     return np.mean(probas, axis=0), {"members": infos}
 
 
+def _run_once(init: Init, cfg: FinetuneConfig, table: pd.DataFrame, labels: np.ndarray,
+              classes: list[str], fold: Fold, n: int | None, seed: int, run_dir: Path,
+              device: torch.device) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """One repeat: carve validation (and the labelled subset), fit, score both test sets.
+
+    Returns the run record and ``{test_set: (rows, probabilities (N, K))}``.
+    """
+    fit, val = splits.carve_validation(table, fold.train, labels, cfg.finetune.val_fraction, seed)
+    if n is not None:
+        fit = splits.subsample(table, fit, labels, n, seed)
+    parts = {TRAIN: fit, "validation": val, INTERNAL: fold.internal_test, EXTERNAL: fold.external_test}
+    splits.check_disjoint(table, parts)
+    work = run_dir / "models" / init.name / f"n{n or 'all'}" / fold.name / f"seed{seed}"
+    proba, info = _fit_predict(init, cfg, parts, labels, len(classes), seed, work, device)
+    run: dict[str, Any] = {"init": init.name, "n_labelled": n, "n_train": len(fit), "fold": fold.name,
+                           "seed": seed, "label_counts": splits.label_counts(labels, classes, parts), **info}
+    tests = {}
+    cut = len(parts[INTERNAL])
+    for part, p in ((INTERNAL, proba[:cut]), (EXTERNAL, proba[cut:])):
+        if len(parts[part]):
+            scores = score_predictions(labels[parts[part]], p)
+            name = part.split("_")[0]
+            run.update({f"auc_{name}": scores["auc"], f"bacc_{name}": scores["bacc"]})
+            tests[part] = (parts[part], p)
+    return run, tests
+
+
 def finetune(cfg: FinetuneConfig, *, overwrite: bool = False) -> Path:
     """Run every (init, size, fold, repeat) of ``cfg``; returns the run folder holding ``metrics.json``."""
     _check(cfg)
@@ -137,47 +164,28 @@ def finetune(cfg: FinetuneConfig, *, overwrite: bool = False) -> Path:
     leakage = guard_leakage(inits, cohort, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir / "config.yaml", {**environment_info(), "leakage": leakage})
-    folds = splits.task_folds(table, labels, cfg.finetune.splits, cfg.train.seed,
-                              cfg.finetune.n_external_sites, cfg.finetune.internal_fraction,
-                              cfg.finetune.n_folds)
-    results, predictions, curves, counts = [], [], {}, {}
+    ft = cfg.finetune
+    folds = splits.task_folds(table, labels, ft.splits, cfg.train.seed, ft.n_external_sites,
+                              ft.internal_fraction, ft.n_folds)
+    sizes = cfg.train.n_labelled or [None]
+    results, frames, curves = [], [], {}
     for init in inits:
         init.prepare(cfg, cohort, labels, device)
-        for n in cfg.train.n_labelled or [None]:
+        for n in sizes:
             runs = []
             for fold in folds:
-                for r in range(cfg.finetune.repeats):
-                    seed = cfg.train.seed + r
-                    fit, val = splits.carve_validation(table, fold.train, labels, cfg.finetune.val_fraction, seed)
-                    if n is not None:
-                        fit = splits.subsample(table, fit, labels, n, seed)
-                    parts = {TRAIN: fit, "validation": val, INTERNAL: fold.internal_test,
-                             EXTERNAL: fold.external_test}
-                    splits.check_disjoint(table, parts)
-                    counts.setdefault(fold.name, splits.label_counts(labels, classes, parts))
-                    tag = f"{init.name}/n{n or 'all'}/{fold.name}/seed{seed}"
-                    proba, info = _fit_predict(init, cfg, parts, labels, len(classes), seed,
-                                               run_dir / "models" / tag, device)
-                    run = {"init": init.name, "n_labelled": n, "n_train": len(fit), "fold": fold.name,
-                           "seed": seed, **info}
-                    start = 0
-                    for part in (INTERNAL, EXTERNAL):
-                        rows = parts[part]
-                        p, y = proba[start:start + len(rows)], labels[rows]
-                        start += len(rows)
-                        if len(rows):
-                            scores = score_predictions(y, p)
-                            run.update({f"auc_{part.split('_')[0]}": scores["auc"],
-                                        f"bacc_{part.split('_')[0]}": scores["bacc"]})
-                            if n == (cfg.train.n_labelled or [None])[-1]:
-                                curves.setdefault(init.name, {}).setdefault(part, []).append(
-                                    (y, disease_score(p)))
-                        predictions.append(_prediction_frame(table, rows, p, y, classes, part, run))
+                for seed in range(cfg.train.seed, cfg.train.seed + ft.repeats):
+                    run, tests = _run_once(init, cfg, table, labels, classes, fold, n, seed, run_dir, device)
                     runs.append(run)
+                    for part, (rows, proba) in tests.items():
+                        frames.append(_prediction_frame(table, rows, proba, labels[rows], classes, part, run))
+                        if n == sizes[-1]:
+                            curves.setdefault(init.name, {}).setdefault(part, []).append(
+                                (labels[rows], disease_score(proba)))
             results.append({"init": init.name, "init_source": init.source, "n_labelled": n,
                             "n_train": int(np.mean([r["n_train"] for r in runs])),
                             **summarize_runs(runs), "runs": runs})
-    _write_outputs(run_dir, cfg, classes, inits, leakage, results, predictions, curves, counts)
+    _write_outputs(run_dir, cfg, classes, inits, leakage, results, frames, curves)
     return run_dir
 
 
@@ -194,7 +202,7 @@ def _prediction_frame(table: pd.DataFrame, rows: np.ndarray, proba: np.ndarray, 
 
 def _write_outputs(run_dir: Path, cfg: FinetuneConfig, classes: list[str], inits: list[Init],
                    leakage: list[dict[str, Any]], results: list[dict[str, Any]],
-                   predictions: list[pd.DataFrame], curves: dict[str, Any], counts: dict[str, Any]) -> None:
+                   predictions: list[pd.DataFrame], curves: dict[str, Any]) -> None:
     from medssl.utils.io import atomic_path
 
     headline = next(r for r in results if r["n_labelled"] == (cfg.train.n_labelled or [None])[-1])
@@ -204,7 +212,7 @@ def _write_outputs(run_dir: Path, cfg: FinetuneConfig, classes: list[str], inits
         **{k: headline[k] for k in summary_keys},
         "init": headline["init_source"], "inits": [i.source for i in inits],
         "recipe": cfg.finetune.recipe, "classes": classes, "positive": classes[1:],
-        "control": classes[0], "label_counts": counts, "repeats": cfg.finetune.repeats,
+        "control": classes[0], "label_counts": headline["runs"][0]["label_counts"], "repeats": cfg.finetune.repeats,
         "ensemble": cfg.finetune.ensemble, "leakage": {"mode": cfg.finetune.leakage, "checks": leakage},
         "trainable_prefixes": {i.name: i.trainable_prefixes for i in inits},
         "results": results, "figures": {"roc": "roc.png"},

@@ -32,10 +32,12 @@ def score_predictions(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     return {"auc": auc, "bacc": balanced_accuracy(y, proba.argmax(axis=1))}
 
 
-def summarize(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+def summarize(values: Sequence[float], confidence: float = 0.95,
+              bounds: tuple[float, float] = (0.0, 1.0)) -> dict[str, Any]:
     """Mean, sample std (ddof=1) and a Student-t confidence interval of the mean over repeats.
 
-    ``ci95 = mean -/+ t_{(1+c)/2, n-1} * std / sqrt(n)``; ``std = 0`` and ``ci95 = None`` when n = 1.
+    ``ci95 = mean -/+ t_{(1+c)/2, n-1} * std / sqrt(n)``, clipped to the score's range ``bounds``;
+    ``std = 0`` and ``ci95 = None`` when n = 1.
     """
     v = np.asarray(values, dtype=float)
     n, mean = len(v), float(v.mean())
@@ -43,7 +45,8 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> dict[str, An
         return {"mean": mean, "std": 0.0, "ci95": None, "n": n, "values": v.tolist()}
     std = float(v.std(ddof=1))
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * std / np.sqrt(n))
-    return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n, "values": v.tolist()}
+    ci = [max(bounds[0], mean - half), min(bounds[1], mean + half)]
+    return {"mean": mean, "std": std, "ci95": ci, "n": n, "values": v.tolist()}
 
 
 def summarize_runs(runs: list[dict[str, float]]) -> dict[str, Any]:
@@ -79,7 +82,8 @@ def plot_roc(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]], 
     """
     from sklearn.metrics import roc_curve
 
-    sets = sorted({s for per_init in curves.values() for s in per_init})
+    present = {s for per_init in curves.values() for s in per_init}
+    sets = [s for s in ("internal_test", "external_test") if s in present]
     fig, axes = _figure(len(sets))
     colors = [f"C{i}" for i in range(len(curves))]
     for ax, name in zip(axes, sets):

@@ -42,6 +42,7 @@ def test_summary_mean_std_and_t_interval() -> None:
     assert s["std"] == pytest.approx(0.05)  # sample std, ddof=1
     half = 4.302652729911275 * 0.05 / np.sqrt(3)  # t_{0.975, 2}
     assert s["ci95"] == pytest.approx([0.75 - half, 0.75 + half])
+    assert summarize([0.9, 1.0, 0.95])["ci95"][1] == 1.0  # clipped to the AUC range
     one = summarize([0.6])
     assert one["std"] == 0.0 and one["ci95"] is None and one["n"] == 1
 
