@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 
 from medssl.eval import figures
 from medssl.eval.cv import EXTERNAL, INTERNAL, TRAIN
@@ -22,7 +23,8 @@ SUMMARY_KEYS = ("mae_internal", "rmse_internal", "mae_external", "bacc_site", "s
 def tsne_2d(X: np.ndarray, seed: int = 0) -> np.ndarray:
     """t-SNE (sklearn, PCA init) of (N, F) features to (N, 2); perplexity ``min(30, (N - 1) / 3)``."""
     perplexity = float(max(2.0, min(30.0, (len(X) - 1) / 3)))
-    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(np.asarray(X, np.float64))
+    with threadpool_limits(1, user_api="openmp"):  # OpenMP spin-waits make t-SNE 10x slower on busy CPUs
+        return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(np.asarray(X, np.float64))
 
 
 def embedding_rows(meta: pd.DataFrame, max_points: int, seed: int) -> np.ndarray:
@@ -34,7 +36,7 @@ def embedding_rows(meta: pd.DataFrame, max_points: int, seed: int) -> np.ndarray
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
         return "n/a"
     if isinstance(value, float):
         return f"{value:.3f}"
