@@ -6,7 +6,7 @@ and ``medssl demo`` wall time + peak RSS. Writes ``benchmarks/results/cpu.json``
   + z-score) and medssl's real path (manifest -> ``open_cohort`` -> ``CohortDataset[i]``), once with the
   stored shape and once with a crop/pad to 128^3.
 - ``tiny_step``: one training step of ``configs/debug/tiny_cpu.yaml``'s model, views and loss at its
-  batch and shape, fp32 on 2 threads (same step as ``steps.medssl_step``, without autocast).
+  batch and shape, fp32 on 2 threads (same step as ``bench_steps.medssl_step``, without autocast).
 - ``demo``: ``python -m medssl.cli demo`` in a subprocess; wall seconds and peak RSS.
 
 Usage: ``python benchmarks/cpu_bench.py [--out benchmarks/results] [--overwrite] [--no-demo] [--smoke]``.
@@ -79,7 +79,7 @@ def feed(shape: tuple[int, int, int], n_files: int = 12) -> dict[str, Any]:
 
 def tiny_step(config: Path, steps: int) -> dict[str, Any]:
     """Step time of the tiny config's method at its batch size and synthetic shape (fp32, CPU)."""
-    from steps import fake_meta  # first: registers the methods that the config names
+    from bench_steps import fake_meta  # first: registers the methods that the config names
 
     from medssl.config import PretrainConfig, load_config
     from medssl.engine.optim import build_optimizer

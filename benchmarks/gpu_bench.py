@@ -8,7 +8,7 @@ written to ``OUT/gpu.json`` after every item):
 - ``feed``: volumes/s one CPU worker feeds (memory-mapped ``.npy`` read + z-score, ``cpu_bench.feed``).
 - ``gpu_views``: batched on-device augmentation, volumes/s per registered view preset.
 - ``losses``: forward + backward of the yaware / exp / fairkl losses at N = 64 and 1024 subjects, d = 128.
-- ``gather``: one-rank process group, ``all_gather`` of (z, y, site) (launch cost only; see ``scaling``).
+- ``gather``: one-rank process group, ``all_gather`` of (z, y, site) (launch cost only; see ``bench_scaling``).
 - ``train/<backbone>``: medssl's step vs the plain fp32 step, volumes/s (both views counted), peak
   memory, counted FLOPs and MFU; OOM falls back to activation checkpointing, then to smaller batches.
 - ``memory/<backbone>``: largest contrastive batch with bf16 + activation checkpointing (time-capped).
@@ -160,7 +160,7 @@ def item_gather(s: Settings) -> dict[str, Any]:
 
 def try_train(backbone: str, s: Settings, kind: str) -> dict[str, Any]:
     """Time ``kind`` (medssl / baseline) at the largest of the fallback batches that fits."""
-    from steps import baseline_step, count_flops, medssl_step
+    from bench_steps import baseline_step, count_flops, medssl_step
 
     tries = [(s.subjects, False), (s.subjects, True), (s.subjects // 2, True), (s.subjects // 4, True)]
     if kind == "baseline":
@@ -222,7 +222,7 @@ def item_memory(backbone: str, s: Settings, deadline: float) -> dict[str, Any]:
     A trial is one step of a fresh model on a batch made on the device; any error (OOM, or a kernel's
     32-bit indexing limit) counts as "does not fit" and is recorded.
     """
-    from steps import medssl_step
+    from bench_steps import medssl_step
 
     torch.backends.cudnn.benchmark = False
     peaks: dict[int, float] = {}
@@ -254,7 +254,7 @@ def item_memory(backbone: str, s: Settings, deadline: float) -> dict[str, Any]:
 
 
 def item_compile(backbone: str, s: Settings, eager: dict[str, Any] | None) -> dict[str, Any]:
-    from steps import medssl_step
+    from bench_steps import medssl_step
 
     t0 = time.perf_counter()
     step = medssl_step(backbone, s.subjects, s.shape, s.device)
@@ -271,7 +271,7 @@ def item_compile(backbone: str, s: Settings, eager: dict[str, Any] | None) -> di
 
 def derive(items: dict[str, Any], s: Settings) -> dict[str, Any]:
     """Speed-ups, CPU workers needed, loss share of the step and the scaling table."""
-    from scaling import predict
+    from bench_scaling import predict
 
     out: dict[str, Any] = {}
     cpu = items.get("cpu_views", {}).get("vol_per_s")
