@@ -69,6 +69,14 @@ def read_kit(root: str | Path) -> KitData:
     return KitData(*parts["train"], *parts["test"], masks=masks)
 
 
+def write_synthetic_kit(out: str | Path, n_subjects: int = 48, seed: int = 0) -> Path:
+    """A small synthetic cohort in the kit layout (3 training sites + 1 external site) at ``out``."""
+    from medssl.data import make_synthetic_cohort
+
+    return make_synthetic_cohort(out, "healthy", n_subjects=n_subjects, n_sites=3, n_external_sites=1,
+                                 seed=seed, layout="kit")
+
+
 def import_submission(folder: str | Path, strict: bool = False) -> Any:
     """Import ``folder/estimator.py`` as the kit does (sanitize first); ``DataError`` names offending lines."""
     path = Path(folder) / "estimator.py"

@@ -1,8 +1,9 @@
-"""Fixtures: a tiny kit-layout cohort (synthetic masks + flat masked rows) and tiny exported encoders."""
+"""Fixtures: tiny kit-layout cohorts (hand-made, and medssl's synthetic one) and tiny exported encoders."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import nibabel
 import numpy as np
@@ -61,8 +62,8 @@ def write_test_kit(root: Path, seed: int = 0) -> Path:
     return root
 
 
-def make_encoder(folder: Path, name: str, input_shape: tuple[int, int, int], modality: str = "vbm",
-                 **kwargs: object) -> Path:
+def save_test_encoder(folder: Path, name: str, input_shape: tuple[int, int, int], modality: str = "vbm",
+                      resize: str = "crop_pad", **kwargs: object) -> Path:
     """Save a randomly initialised backbone (with non-trivial BatchNorm statistics) as RUN/encoder.pt."""
     torch.manual_seed(0)
     backbone = BACKBONES.build(name, in_channels=1, **kwargs)
@@ -74,10 +75,16 @@ def make_encoder(folder: Path, name: str, input_shape: tuple[int, int, int], mod
         "backbone": {"name": name, "in_channels": 1, **kwargs},
         "input_shape": list(input_shape),
         "modality": modality,
-        "preprocessing": {"shape": list(input_shape), "resize": "crop_pad", "normalize": "zscore"},
+        "preprocessing": {"shape": list(input_shape), "resize": resize, "normalize": "zscore"},
     }
     save_encoder(folder / "encoder.pt", backbone, card)
     return folder
+
+
+@pytest.fixture(scope="session")
+def make_encoder() -> Callable[..., Path]:
+    """``make_encoder(folder, name, input_shape, modality="vbm", resize="crop_pad", **kwargs)`` -> run folder."""
+    return save_test_encoder
 
 
 @pytest.fixture(scope="session")
@@ -86,8 +93,17 @@ def kit_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def synthetic_kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """medssl's own synthetic cohort in the kit layout (``medssl synth --layout kit``), 16x20x16 volumes."""
+    from medssl.data import make_synthetic_cohort
+
+    return make_synthetic_cohort(tmp_path_factory.mktemp("synth") / "kit", n_subjects=40, n_sites=3,
+                                 n_external_sites=1, shape=(16, 20, 16), layout="kit")
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_encoder(tmp_path_factory.mktemp("run"), "tiny_cnn3d", (16, 16, 16), width=4)
+    return save_test_encoder(tmp_path_factory.mktemp("run"), "tiny_cnn3d", (16, 16, 16), width=4)
 
 
 @pytest.fixture(scope="session")

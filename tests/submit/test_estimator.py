@@ -12,6 +12,7 @@ import torch
 from monai.transforms import ResizeWithPadOrCrop
 from nilearn.masking import unmask as nilearn_unmask
 
+from medssl.data import preprocess_image
 from medssl.eval.features import Embedder
 from medssl.submit.check import mask_env, read_kit
 from medssl.submit.export import load_estimator_module
@@ -121,6 +122,17 @@ def test_crop_pad_and_zscore_equal_monai_and_numpy(tiny_submission: Path, shape:
     axes = (1, 2, 3, 4)
     expected = (v - v.mean(axes, keepdims=True)) / v.std(axes, keepdims=True)
     np.testing.assert_allclose(module.zscore(got).numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(4, 9, 7), (3, 14, 5), (8, 10, 6)])
+def test_resample_and_zscore_equal_medssl_dataset(tiny_submission: Path, shape: tuple[int, ...]) -> None:
+    """Against ``medssl.data`` (MONAI ``Resize`` trilinear with anti-aliasing): shrink, grow, mixed axes."""
+    module = load_estimator_module(tiny_submission)
+    x = torch.rand(2, 1, 8, 10, 6) * 100
+    got = module.zscore(module.resample(x, shape)).numpy()
+    for i in range(2):
+        expected = preprocess_image(x[i].numpy(), shape, resize="resample", normalize="zscore")
+        np.testing.assert_allclose(got[i], expected, atol=2e-6)
 
 
 def test_features_equal_medssl_embedder(fitted: Any, kit_root: Path, tiny_run: Path) -> None:

@@ -49,7 +49,7 @@ def test_card_checks(tiny_run: Path) -> None:
         build_metadata({**card, "num_features": 10001}, None, 8, source)
     assert build_metadata({**card, "num_features": 10000}, None, 8, source)["num_features"] == 10000
     with pytest.raises(ConfigError, match="resize"):
-        build_metadata({**card, "preprocessing": {"resize": "resample"}}, None, 8, source)
+        build_metadata({**card, "preprocessing": {"resize": "area"}}, None, 8, source)
     with pytest.raises(ConfigError, match="--modality"):
         build_metadata({**card, "modality": None}, None, 8, source)
     assert build_metadata({**card, "modality": None}, "quasiraw", 8, source)["modality"] == "quasiraw"

@@ -13,6 +13,9 @@ from medssl.errors import ConfigError
 MARKER = "# %% exported\n"
 ARCH_TEMPLATES = {
     "tiny_cnn3d": "arch_tiny_cnn3d.py",
+    "alexnet_3d": "arch_alexnet_3d.py",
+    "resnet18_3d": "arch_resnet18_3d.py",
+    "densenet121_3d": "arch_densenet121_3d.py",
 }
 
 

@@ -82,8 +82,43 @@ def crop_pad(x, shape):
     return F.pad(x, pad)
 
 
+def gaussian_kernel(sigma):
+    """MONAI ``gaussian_1d`` (erf approximation, truncated at 4 sigma, not renormalised), float32."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float32)
+    tail = int(max(float(sigma) * 4.0, 0.5) + 0.5)
+    x = torch.arange(-tail, tail + 1, dtype=torch.float32)
+    t = 0.70710678 / sigma.abs()
+    return (0.5 * ((t * (x + 0.5)).erf() - (t * (x - 0.5)).erf())).clamp(min=0)
+
+
+def resample(x, shape):
+    """Resize a batch (B, C, *S) to spatial ``shape`` as MONAI ``Resize(mode="trilinear", anti_aliasing=True)``.
+
+    When any axis shrinks, every axis with factor f = s / t > 1 is first smoothed by a Gaussian of
+    sigma (f - 1) / 2 (zero padding, separable); then trilinear interpolation, align_corners=False.
+    """
+    if tuple(x.shape[2:]) == tuple(shape):
+        return x
+    if any(t < s for s, t in zip(x.shape[2:], shape)):
+        factors = torch.tensor(x.shape[2:], dtype=torch.float32) / torch.tensor(shape, dtype=torch.float32)
+        for axis, factor in enumerate(factors.tolist()):
+            if factor <= 1:
+                continue
+            kernel = gaussian_kernel((factor - 1) / 2).to(x)
+            size = [1, 1, 1]
+            size[axis] = len(kernel)
+            weight = kernel.reshape(1, 1, *size).repeat(x.shape[1], 1, 1, 1, 1)
+            pad = [0] * 6
+            pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = (len(kernel) - 1) // 2
+            x = F.conv3d(F.pad(x, pad), weight, groups=x.shape[1])
+    return F.interpolate(x, size=tuple(shape), mode="trilinear", align_corners=False)
+
+
 def zscore(x):
-    """Per-image z-score over the whole volume: (x - mean) / max(std, 1e-8), population std, float64 stats."""
+    """Per-image z-score over the whole volume: (x - mean) / std, population std, float64 statistics.
+
+    medssl refuses a constant image (std < 1e-8); on the server it becomes zeros (std clamped to 1e-8).
+    """
     dims = tuple(range(1, x.dim()))
     x64 = x.double()
     mean = x64.mean(dim=dims, keepdim=True)
@@ -94,7 +129,8 @@ def zscore(x):
 def preprocess(volumes, preprocessing):
     """Volumes (B, 1, D, H, W) -> what the encoder saw in pretraining (card's ``preprocessing``)."""
     if preprocessing.get("shape") is not None:
-        volumes = crop_pad(volumes, [int(s) for s in preprocessing["shape"]])
+        resize = resample if preprocessing["resize"] == "resample" else crop_pad
+        volumes = resize(volumes, [int(s) for s in preprocessing["shape"]])
     if preprocessing.get("normalize") == "zscore":
         volumes = zscore(volumes)
     return volumes
