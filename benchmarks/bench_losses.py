@@ -99,6 +99,17 @@ def time_resnet_step(batch: int, shape: list[int], device: torch.device, repeats
     return median_ms(step, device, repeats)
 
 
+def step_share(args: argparse.Namespace, device: torch.device, figures: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The ResNet-18-3D step time and each loss's share of it (in percent) at ``N = step_batch``."""
+    try:
+        step_ms = time_resnet_step(args.step_batch, args.step_shape, device, args.repeats)
+    except torch.OutOfMemoryError as err:
+        return {"batch": args.step_batch, "error": str(err).splitlines()[0]}
+    n = str(args.step_batch)
+    share = {k: round(100 * v[n] / step_ms, 4) for k, v in figures.items() if n in v}
+    return {"batch": args.step_batch, "shape": args.step_shape, "ms": round(step_ms, 2), "loss_share_percent": share}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -127,16 +138,13 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": args.repeats,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],
         "environment": environment_info(),
         "configs": {k: CONFIGS[k] for k in args.losses},
         "ms": figures,
     }
     if args.step_batch:
-        step_ms = time_resnet_step(args.step_batch, args.step_shape, device, args.repeats)
-        n = str(args.step_batch)
-        result["resnet18_3d_step"] = {"batch": args.step_batch, "shape": args.step_shape, "ms": round(step_ms, 2),
-                                      "loss_share_percent": {k: round(100 * v[n] / step_ms, 4)
-                                                             for k, v in figures.items() if n in v}}
+        result["resnet18_3d_step"] = step_share(args, device, figures)
         print("resnet18_3d step", result["resnet18_3d_step"], flush=True)
     write_json(out, result)
     print(f"wrote {out}")

@@ -23,13 +23,14 @@ CONTRASTIVE = {
     "thr": {},
     "thr_code": {"variant": "code"},
     "exp": {},
+    "exp_cold": {"temperature": 0.02, "sigma": 0.5},
     "exp_code": {"variant": "code", "base_temperature": 0.07},
 }
 DISCRETE = {"supcon", "eps_supinfonce", "eps_supcon"}
 
 
 def _build(key, **extra):
-    return build_loss(key.split("_col")[0].split("_code")[0], **CONTRASTIVE[key], **extra)
+    return build_loss(key.split("_")[0] if not key.startswith("eps") else key, **CONTRASTIVE[key], **extra)
 
 
 def _labels(key, n, dtype=torch.float64, seed=0):

@@ -32,6 +32,8 @@ CONFIGS = [
     ("thr", {"kernel": "cauchy", "sigma": 0.5, "variant": "code"}, False, 2),
     ("exp", {"kernel": "rbf", "sigma": 2.0}, False, 1),
     ("exp", {"kernel": "rbf", "sigma": 2.0, "exclude_positive": False}, False, 1),
+    ("exp", {"kernel": "rbf", "sigma": 0.5, "temperature": 0.02}, False, 1),  # one dominant term
+    ("thr", {"kernel": "rbf", "sigma": 0.5, "temperature": 0.02}, False, 1),
     ("exp", {"kernel": "rbf", "sigma": 2.0, "variant": "code", "base_temperature": 0.07}, False, 1),
     ("exp", {"kernel": "rbf", "sigma": [2.0, 1.0], "variant": "code"}, False, 2),
 ]
