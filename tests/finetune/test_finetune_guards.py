@@ -1,0 +1,93 @@
+"""The leakage guard and encoder initialisation (strict keys, the weights really loaded)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from finetune_helpers import make_encoder, overrides, write_pretrain_manifest
+
+from medssl.config import load_config
+from medssl.errors import ConfigError, DataError, LeakageError
+from medssl.pipelines.finetune import FinetuneConfig, finetune
+from medssl.pipelines.finetune_init import build_classifier, guard_leakage, open_task_cohort, resolve_inits
+
+
+def _cfg(manifest: Path, out: Path, *extra: str) -> FinetuneConfig:
+    return load_config("configs/finetune/scz.yaml", overrides(manifest, out, *extra), FinetuneConfig)
+
+
+@pytest.mark.parametrize("same_ids,study,match", [
+    (True, "openbhb", "participant_id"),  # the same participants
+    (False, "synth-scz", "study"),  # the same study under other ids (ABIDE in OpenBHB vs an ASD cohort)
+])
+def test_leakage_guard_refuses_overlapping_cohorts(scz_manifest: Path, tmp_path: Path, same_ids: bool,
+                                                   study: str, match: str) -> None:
+    pre = write_pretrain_manifest(scz_manifest, f"pre_{same_ids}.csv", same_ids=same_ids, study=study)
+    enc = make_encoder(tmp_path / "enc", str(pre))
+    with pytest.raises(LeakageError, match=match):
+        finetune(_cfg(scz_manifest, tmp_path / "out", f"init={enc}"))
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+    cfg = _cfg(scz_manifest, tmp_path / "out", f"init={enc}", "finetune.leakage=warn")
+    with pytest.warns(UserWarning, match=match):
+        (record,) = guard_leakage(resolve_inits(cfg), open_task_cohort(cfg.data), cfg)
+    assert record["checked"] and record["mode"] == "warn" and match in record["overlap"][0]
+
+
+def test_leakage_override_is_recorded_in_outputs(scz_manifest: Path, tmp_path: Path) -> None:
+    enc = make_encoder(tmp_path / "enc", str(scz_manifest))  # pretrained on the clinical cohort itself
+    cfg = _cfg(scz_manifest, tmp_path / "out", f"init={enc}", "finetune.leakage=warn",
+               "finetune.recipe=linear", "finetune.repeats=1")
+    with pytest.warns(UserWarning, match="leakage"):
+        out = finetune(cfg)
+    leakage = json.loads((out / "metrics.json").read_text())["leakage"]
+    assert leakage["mode"] == "warn" and leakage["checks"][0]["overlap"]
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["finetune"]["leakage"] == "warn" and resolved["_run"]["leakage"][0]["overlap"]
+
+
+def test_unknown_pretraining_cohort_needs_a_decision(scz_manifest: Path, tmp_path: Path) -> None:
+    enc = make_encoder(tmp_path / "enc", None)
+    cfg = _cfg(scz_manifest, tmp_path / "out", f"init={enc}")
+    with pytest.raises(ConfigError, match="finetune.pretrain_cohort"):
+        guard_leakage(resolve_inits(cfg), open_task_cohort(cfg.data), cfg)
+
+
+@pytest.mark.parametrize("recipe", ["linear", "partial", "full"])
+def test_init_loads_the_encoder_weights(scz_manifest: Path, tmp_path: Path, recipe: str) -> None:
+    enc = make_encoder(tmp_path / "enc", None, seed=7)
+    saved = torch.load(enc, weights_only=True)
+    cfg = _cfg(scz_manifest, tmp_path / "out", f"init={enc}", f"finetune.recipe={recipe}")
+    (init,) = resolve_inits(cfg)
+    method = build_classifier(init, cfg, 2, None)
+    state = method.backbone.state_dict()
+    assert state.keys() == saved.keys()
+    assert torch.equal(method.backbone.features[0].weight, saved["features.0.weight"])  # first conv
+    assert all(torch.equal(state[k], saved[k]) for k in saved)
+    scratch = build_classifier(resolve_inits(_cfg(scz_manifest, tmp_path / "o", "init=scratch"))[0], cfg, 2, None)
+    assert not torch.equal(scratch.backbone.features[0].weight, saved["features.0.weight"])
+
+
+def test_encoder_with_mismatched_keys_is_refused(scz_manifest: Path, tmp_path: Path) -> None:
+    enc = make_encoder(tmp_path / "enc", None)
+    state = torch.load(enc, weights_only=True)
+    state["features.0.renamed"] = state.pop("features.0.weight")
+    torch.save(state, enc)
+    cfg = _cfg(scz_manifest, tmp_path / "out", f"init={enc}")
+    with pytest.raises(DataError, match="missing keys"):
+        build_classifier(resolve_inits(cfg)[0], cfg, 2, None)
+
+
+def test_config_errors_before_work(scz_manifest: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ensemble"):
+        finetune(_cfg(scz_manifest, tmp_path / "a", "finetune.recipe=linear", "finetune.ensemble=3"))
+    with pytest.raises(ConfigError, match="n_labelled"):
+        finetune(_cfg(scz_manifest, tmp_path / "b", "train.n_labelled=[30,10]"))
+    with pytest.raises(DataError, match="asd"):
+        finetune(_cfg(scz_manifest, tmp_path / "c", "task.positive=asd"))
+    with pytest.raises(ConfigError, match="synthetic:scz"):
+        finetune(_cfg(scz_manifest, tmp_path / "d", "data.source=synthetic:mdd"))
