@@ -63,6 +63,7 @@ def evaluate(
     device: str = "auto",
     overwrite: bool = False,
     baselines: bool = False,
+    baseline_features: int = 4096,
     cv: str = "fixed",
     cv_kwargs: dict[str, Any] | None = None,
     alt_probes: Sequence[str] = (),
@@ -78,7 +79,8 @@ def evaluate(
     Every scan is embedded once (eval mode, no grad, the card's preprocessing); the RAMP probes are fitted
     per fold on the train rows (``cv``: ``fixed`` = the cohort's splits, ``site_kfold``, ``leave_sites_out``
     with ``cv_kwargs``); the top-level numbers are the fold means. ``alt_probes`` (``scaled``, ``knn``,
-    ``mlp``) add labelled non-challenge results; ``baselines`` adds raw-voxel and ComBat rows.
+    ``mlp``) add labelled non-challenge results; ``baselines`` adds raw-voxel and ComBat rows (raw volumes
+    average-pooled to at most ``baseline_features`` voxels).
 
     Raises:
         FrozenWeightsError: the encoder's weights or BatchNorm buffers changed during evaluation.
@@ -109,12 +111,13 @@ def evaluate(
     metrics.update(alignment=alignment(z1, z2), uniformity=uniformity(X[internal]),
                    alignment_views=alignment_views, n_alignment_pairs=len(z1))
     for name in alt_probes:
-        alt, _ = _score_all(X, meta, folds, n_jobs, **ALTERNATIVE_PROBES[name])
+        pair = ALTERNATIVE_PROBES[name]
+        alt, _ = _score_all(X, meta, folds, n_jobs, pair["age"], pair["site"])
         metrics.setdefault("alternative_probes", {})[name] = {
             "label": "NOT the challenge protocol", **{k: average_folds(alt).get(k) for k in ALT_KEYS}}
     base: dict[str, dict[str, Any]] = {}
     if baselines:
-        base = _baselines(X, meta, folds, dataset, card, dev, batch_size, num_workers, progress, n_jobs)
+        base = _baselines(X, meta, folds, dataset, baseline_features, dev, batch_size, num_workers, progress, n_jobs)
         metrics["baselines"] = base
     if state_digest(encoder) != digest:
         raise FrozenWeightsError("encoder state changed during evaluation")
@@ -127,11 +130,11 @@ def evaluate(
     return metrics
 
 
-def _baselines(X: np.ndarray, meta: pd.DataFrame, folds: list[Any], dataset: Any, card: dict[str, Any],
+def _baselines(X: np.ndarray, meta: pd.DataFrame, folds: list[Any], dataset: Any, max_features: int,
                dev: Any, batch_size: int, num_workers: int, progress: bool, n_jobs: int | None) -> dict[str, Any]:
     from medssl.eval.baselines import RawVoxels, score_baselines
 
-    raw = RawVoxels(dataset.output_shape)
+    raw = RawVoxels(dataset.output_shape, max_features)
     X_raw, _ = extract_features(raw, dataset, dev, batch_size, num_workers, progress)
     out = {}
     for name, rows in score_baselines(X_raw, X, meta, folds, n_jobs).items():
@@ -162,8 +165,16 @@ COMPARE_KEYS = ("mae_internal", "rmse_internal", "mae_external", "bacc_site", "s
                 "alignment", "uniformity", "n_train", "n_internal", "n_external")
 
 
+def _label(source: str | Path) -> str:
+    """Run-folder name (also for ``RUN/encoder.pt``), else the ``.pt`` file's stem."""
+    path = Path(source)
+    if path.is_dir():
+        return path.name
+    return path.resolve().parent.name if path.stem == "encoder" else path.stem
+
+
 def _labels(sources: Sequence[str | Path]) -> list[str]:
-    names = [Path(s).name if Path(s).is_dir() else f"{Path(s).parent.name}/{Path(s).stem}" for s in sources]
+    names = [_label(s) for s in sources]
     return [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
 
 
