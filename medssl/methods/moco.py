@@ -57,8 +57,9 @@ class MemoryQueue(nn.Module):
         return int(min(int(self.count), self.size))
 
     def _ordered(self, table: torch.Tensor) -> torch.Tensor:
+        # copies, never views: the loss may save them for backward before the next enqueue
         if int(self.count) < self.size:
-            return table[: int(self.count)]
+            return table[: int(self.count)].clone()
         return torch.roll(table, -int(self.ptr), dims=0)
 
     @property
