@@ -81,8 +81,8 @@ def time_calls(
         times.append(time.perf_counter() - t)
         if time.perf_counter() - start > max_s:
             break
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-            "n": len(times), "warmup_s": round(warm_s, 3)}
+    return {"median_s": round(statistics.median(times), 5), "min_s": round(min(times), 5),
+            "max_s": round(max(times), 5), "n": len(times), "warmup_s": round(warm_s, 3)}
 
 
 def largest_fitting(
@@ -136,6 +136,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(), "torch": torch.__version__,
         "platform": platform.platform(), "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "device": str(device),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
     for name in ("monai", "numpy"):
         try:
@@ -209,7 +210,7 @@ class Bench:
     def dump(self) -> None:
         """Print the summary as one JSON line and write it to ``out/name`` (atomically)."""
         with self.lock:
-            text = json.dumps(self.summary, default=_jsonable)
+            text = json.dumps(self.summary, default=_jsonable, separators=(",", ":"))
         print(text, flush=True)
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)

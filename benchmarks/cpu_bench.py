@@ -62,7 +62,8 @@ def feed(shape: tuple[int, int, int], n_files: int = 12) -> dict[str, Any]:
 
             def raw(i: int) -> np.ndarray:
                 x = np.array(np.load(Path(tmp) / f"s{i % n_files}.npy", mmap_mode="r"))
-                return (x - x.mean(dtype=np.float64)) / x.std(dtype=np.float64)
+                mean, std = float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
+                return (x - mean) / std  # float32: Python floats do not promote
 
             out: dict[str, Any] = {"shape": list(shape), "files": n_files, "threads": 1,
                                    "raw_npy_vol_per_s": round(_per_second(raw, n_files), 1)}

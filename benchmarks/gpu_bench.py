@@ -54,12 +54,12 @@ class Settings:
 def settings(args: argparse.Namespace) -> Settings:
     if args.smoke:
         torch.set_num_threads(1)  # tiny tensors: 2 OpenMP threads on a busy 2-core VM run 10-50x slower
-        return Settings(torch.device("cpu"), (16, 16, 16), 2, 1, 1, args.backbones or ["tiny_cnn3d"],
-                        (8, 16), 4, 1, True)
+        return Settings(torch.device("cpu"), tuple(args.shape or (16, 16, 16)), 2, 1, 1,
+                        args.backbones or ["tiny_cnn3d"], (8, 16), 4, 1, True)
     if not torch.cuda.is_available():
         raise SystemExit("gpu_bench: no CUDA device; use --smoke for the CPU check")
     workers = max(1, min(15, (os.cpu_count() or 2) - 1))
-    return Settings(torch.device("cuda"), FULL_SHAPE, args.subjects, 3, args.steps,
+    return Settings(torch.device("cuda"), tuple(args.shape or FULL_SHAPE), args.subjects, 3, args.steps,
                     args.backbones or ["resnet18_3d", "densenet121_3d"], (64, 1024), 2048, workers, False)
 
 
@@ -182,7 +182,7 @@ def try_train(backbone: str, s: Settings, kind: str) -> dict[str, Any]:
             free_memory(s.device)
             continue
         res: dict[str, Any] = {"subjects": subjects, "vol_per_s": rate(subjects, t["median_s"]),
-                               "step_s": round(t["median_s"], 4), "timing": t, **step.notes}
+                               "step_s": round(t["median_s"], 5), "timing": t, **step.notes}
         if s.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated()
             res.update(peak_gib=round(peak / 2**30, 2), peak_mib_per_vol=round(peak / 2**20 / (2 * subjects), 1))
@@ -227,12 +227,13 @@ def item_memory(backbone: str, s: Settings, deadline: float) -> dict[str, Any]:
     torch.backends.cudnn.benchmark = False
     peaks: dict[int, float] = {}
     errors: dict[int, str] = {}
+    notes: dict[str, Any] = {}
 
     def fits(n: int) -> bool:
         if s.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         try:
-            medssl_step(backbone, n, s.shape, s.device, checkpointing=True, on_device=True)
+            notes.update(medssl_step(backbone, n, s.shape, s.device, checkpointing=True, on_device=True).notes)
             if s.device.type == "cuda":
                 peaks[n] = torch.cuda.max_memory_allocated() / 2**30
             ok = True
@@ -247,7 +248,7 @@ def item_memory(backbone: str, s: Settings, deadline: float) -> dict[str, Any]:
     torch.backends.cudnn.benchmark = True
     ns = sorted(peaks)
     slope = (peaks[ns[-1]] - peaks[ns[0]]) * 1024 / (2 * (ns[-1] - ns[0])) if len(ns) > 1 else None
-    return {**found, "errors": {str(k): v for k, v in errors.items()},
+    return {**found, "checkpointing": notes.get("checkpointing"), "errors": {str(k): v for k, v in errors.items()},
             "peak_gib": {str(k): round(v, 2) for k, v in peaks.items()},
             "mib_per_vol_checkpointed": round(slope, 1) if slope else None,
             "search_s": round(time.perf_counter() - start, 1), "capped_at": s.search_cap}
@@ -314,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subjects", type=int, default=32, help="subjects per step (x 2 views)")
     p.add_argument("--steps", type=int, default=8, help="timed steps per configuration")
     p.add_argument("--backbones", nargs="*", default=None)
+    p.add_argument("--shape", nargs=3, type=int, default=None, metavar=("D", "H", "W"),
+                   help="volume size (default 121 145 121; smoke 16 16 16)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile item")
     args = p.parse_args(argv)
     s = settings(args)
