@@ -165,11 +165,13 @@ def try_train(backbone: str, s: Settings, kind: str) -> dict[str, Any]:
     tries = [(s.subjects, False), (s.subjects, True), (s.subjects // 2, True), (s.subjects // 4, True)]
     if kind == "baseline":
         tries = [(s.subjects, False), (s.subjects // 2, False), (s.subjects // 4, False)]
+    tries = list(dict.fromkeys(t for t in tries if t[0] >= 1))
     failures = []
     for subjects, ckpt in tries:
         torch.backends.cudnn.benchmark = kind == "medssl"
         if s.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        step, failed = None, False
         try:
             step = medssl_step(backbone, subjects, s.shape, s.device, ckpt) if kind == "medssl" \
                 else baseline_step(backbone, subjects, s.shape, s.device)
@@ -178,8 +180,10 @@ def try_train(backbone: str, s: Settings, kind: str) -> dict[str, Any]:
             if not is_oom(exc):
                 raise
             failures.append({"subjects": subjects, "checkpointing": ckpt, "error": "OOM"})
+            failed = True
+        if failed:
             step = None
-            free_memory(s.device)
+            free_memory(s.device)  # outside the except: the traceback no longer holds the tensors
             continue
         res: dict[str, Any] = {"subjects": subjects, "vol_per_s": rate(subjects, t["median_s"]),
                                "step_s": round(t["median_s"], 5), "timing": t, **step.notes}

@@ -44,6 +44,29 @@ def test_gpu_bench_smoke_runs_every_item(tmp_path: Path, capsys: pytest.CaptureF
     assert [r["gpus"] for r in derived["scaling"]["rows"]] == [1, 2, 4, 8, 16, 32, 64]
 
 
+def test_train_falls_back_after_oom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OOM without checkpointing retries with it, then at half the batch; each failure is recorded."""
+    import bench_steps
+    import gpu_bench
+
+    real = bench_steps.medssl_step
+
+    def flaky(backbone: str, subjects: int, *args: object) -> bench_steps.Step:
+        if subjects > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(backbone, subjects, *args)
+
+    monkeypatch.setattr(bench_steps, "medssl_step", flaky)
+    s = gpu_bench.Settings(torch.device("cpu"), (16, 16, 16), 2, 0, 1, ["tiny_cnn3d"], (8,), 4, 1, True)
+    out = gpu_bench.try_train("tiny_cnn3d", s, "medssl")
+    assert out["subjects"] == 1
+    assert out["fallbacks"] == [{"subjects": 2, "checkpointing": False, "error": "OOM"},
+                                {"subjects": 2, "checkpointing": True, "error": "OOM"}]
+    monkeypatch.setattr(bench_steps, "medssl_step", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # anything but an OOM is not retried
+        gpu_bench.try_train("tiny_cnn3d", s, "medssl")
+
+
 def test_cpu_bench_smoke_and_refusal(tmp_path: Path) -> None:
     import cpu_bench
 
