@@ -117,3 +117,17 @@ def test_embedder_preprocess_applies_the_card_and_refuses_wrong_shapes(tmp_path:
     manual = (manual - manual.mean(axis=(1, 2, 3, 4), keepdims=True)) / manual.std(axis=(1, 2, 3, 4), keepdims=True)
     np.testing.assert_allclose(emb.set_params(preprocess=True).transform(raw), emb.set_params(preprocess=False)
                                .transform(manual), atol=1e-5)
+
+
+def test_features_are_computed_without_tf32_and_flags_are_restored(tmp_path: Path) -> None:
+    net, _ = _encoder(tmp_path)
+    seen = []
+    net.register_forward_hook(lambda m, i, o: seen.append((torch.backends.cudnn.allow_tf32,
+                                                           torch.backends.cuda.matmul.allow_tf32)))
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        extract_features(net, DictDataset(_volumes(2)), device="cpu", progress=False)
+        assert seen == [(False, False)] and torch.backends.cudnn.allow_tf32 is True
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
