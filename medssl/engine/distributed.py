@@ -64,7 +64,9 @@ class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
         grad = grad.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)  # every rank's loss may depend on our rows
+        dist.all_reduce(
+            grad, op=dist.ReduceOp.SUM
+        )  # every rank's loss may depend on our rows
         return grad[ctx.start : ctx.stop]
 
 

@@ -45,7 +45,11 @@ class ContrastBatch:
 
 def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
     """float64 if any input is float64, else float32 (bf16/fp16 inputs are computed in float32)."""
-    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
+    return (
+        torch.float64
+        if any(t is not None and t.dtype == torch.float64 for t in tensors)
+        else torch.float32
+    )
 
 
 def check_pair(z1: Tensor, z2: Tensor) -> None:
@@ -53,7 +57,9 @@ def check_pair(z1: Tensor, z2: Tensor) -> None:
     if not (isinstance(z1, Tensor) and isinstance(z2, Tensor)):
         raise ValueError("z1 and z2 must be tensors of shape (N, d)")
     if z1.ndim != 2 or z1.shape != z2.shape or z1.shape[0] < 1:
-        raise ValueError(f"z1 and z2 must both be (N, d) with N >= 1, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+        raise ValueError(
+            f"z1 and z2 must both be (N, d) with N >= 1, got {tuple(z1.shape)} and {tuple(z2.shape)}"
+        )
 
 
 def as_label_matrix(y: Tensor | None, n: int, name: str = "y") -> Tensor | None:
@@ -62,7 +68,9 @@ def as_label_matrix(y: Tensor | None, n: int, name: str = "y") -> Tensor | None:
         return None
     y = torch.as_tensor(y)
     if y.ndim not in (1, 2) or y.shape[0] != n or (y.ndim == 2 and y.shape[1] < 1):
-        raise ValueError(f"{name} must be ({n},) or ({n}, m) to match the embeddings, got {tuple(y.shape)}")
+        raise ValueError(
+            f"{name} must be ({n},) or ({n}, m) to match the embeddings, got {tuple(y.shape)}"
+        )
     y = y.reshape(n, -1)
     if y.is_floating_point() and y.dtype not in (torch.float32, torch.float64):
         y = y.float()
@@ -110,31 +118,51 @@ def build_batch(
     offset, n_glob = _offset(n, z1.device, gather)
     if ym is None:  # instance discrimination: subject i is its own class
         ym = torch.arange(offset, offset + n, device=z1.device).reshape(n, 1)
-    rows = torch.cat([gather_rows(F.normalize(z.to(dtype), dim=1), gather) for z in (z1, z2)])
+    rows = torch.cat(
+        [gather_rows(F.normalize(z.to(dtype), dim=1), gather) for z in (z1, z2)]
+    )
     labels = gather_rows(ym, gather).repeat(2, 1)
     if queue_z is not None:
         qz, qy = _check_queue(queue_z, queue_y, d, y is not None, ym)
         rows = torch.cat([rows, F.normalize(qz.to(dtype), dim=1)])
         if qy is None:  # unlabelled queue rows: classes of their own (negatives)
             qy = -1 - torch.arange(qz.shape[0], device=qz.device).reshape(-1, 1)
-        labels = torch.cat([labels.to(torch.promote_types(labels.dtype, qy.dtype)), qy.to(torch.promote_types(labels.dtype, qy.dtype))])
+        labels = torch.cat(
+            [
+                labels.to(torch.promote_types(labels.dtype, qy.dtype)),
+                qy.to(torch.promote_types(labels.dtype, qy.dtype)),
+            ]
+        )
     local = torch.arange(offset, offset + n, device=z1.device)
     anchor_index = torch.cat([local, local + n_glob])
     partner_index = torch.cat([local + n_glob, local])
-    return ContrastBatch(rows, anchor_index, partner_index, labels, n_glob, get_world_size() if gather else 1)
+    return ContrastBatch(
+        rows,
+        anchor_index,
+        partner_index,
+        labels,
+        n_glob,
+        get_world_size() if gather else 1,
+    )
 
 
 def _check_queue(
     queue_z: Tensor, queue_y: Tensor | None, d: int, labelled: bool, ym: Tensor
 ) -> tuple[Tensor, Tensor | None]:
     if queue_z.ndim != 2 or queue_z.shape[1] != d:
-        raise ValueError(f"queue_z must be (M, {d}) to match the embeddings (N, {d}), got {tuple(queue_z.shape)}")
+        raise ValueError(
+            f"queue_z must be (M, {d}) to match the embeddings (N, {d}), got {tuple(queue_z.shape)}"
+        )
     if not labelled:
         return queue_z, None
     if queue_y is None:
-        raise ValueError("queue_y (M,) or (M, m) is required with queue_z when y is given")
+        raise ValueError(
+            "queue_y (M,) or (M, m) is required with queue_z when y is given"
+        )
     qy = as_label_matrix(queue_y, queue_z.shape[0], "queue_y")
     assert qy is not None
     if qy.shape[1] != ym.shape[1]:
-        raise ValueError(f"queue_y has {qy.shape[1]} label dimensions but y has {ym.shape[1]}: shapes {tuple(queue_y.shape)} vs y")
+        raise ValueError(
+            f"queue_y has {qy.shape[1]} label dimensions but y has {ym.shape[1]}: shapes {tuple(queue_y.shape)} vs y"
+        )
     return queue_z, qy

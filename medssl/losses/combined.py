@@ -22,10 +22,20 @@ class CombinedObjective(nn.Module):
         >>> out = obj(z1, z2, y=age, bias=site); out["loss"].backward()
     """
 
-    def __init__(self, loss: nn.Module, regularizer: nn.Module | None = None, alpha: float = 1.0, lam: float = 0.0) -> None:
+    def __init__(
+        self,
+        loss: nn.Module,
+        regularizer: nn.Module | None = None,
+        alpha: float = 1.0,
+        lam: float = 0.0,
+    ) -> None:
         super().__init__()
         for name, value in (("alpha", alpha), ("lam", lam)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if (
+                not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if not isinstance(loss, nn.Module):
             raise ValueError(f"loss must be an nn.Module, got {type(loss).__name__}")
@@ -53,4 +63,8 @@ class CombinedObjective(nn.Module):
             reg = torch.zeros((), dtype=contrastive.dtype, device=contrastive.device)
         else:
             reg = self.regularizer(z1, z2, y, bias)
-        return {"loss": self.alpha * contrastive + self.lam * reg, "contrastive": contrastive, "regularizer": reg}
+        return {
+            "loss": self.alpha * contrastive + self.lam * reg,
+            "contrastive": contrastive,
+            "regularizer": reg,
+        }

@@ -31,10 +31,14 @@ from medssl.losses.batch import ContrastBatch, build_batch
 from medssl.losses.kernels import DiracKernel, KernelLike, SigmaLike, resolve_kernel
 
 REDUCTIONS = ("mean", "sum_over_N", "none")
-NEG = -1e30  # stands for log(0) in masked log-sum-exps; finite so that no gradient becomes NaN
+NEG = (
+    -1e30
+)  # stands for log(0) in masked log-sum-exps; finite so that no gradient becomes NaN
 
 
-def masked_logsumexp(x: Tensor, mask: Tensor, dim: int = -1, keepdim: bool = False) -> Tensor:
+def masked_logsumexp(
+    x: Tensor, mask: Tensor, dim: int = -1, keepdim: bool = False
+) -> Tensor:
     """``log sum_{mask} exp(x)`` along ``dim``; an empty set gives ~``NEG`` (callers skip it)."""
     return x.masked_fill(~mask, NEG).logsumexp(dim, keepdim=keepdim)
 
@@ -89,12 +93,18 @@ class KernelInfoNCE(nn.Module):
     ) -> None:
         super().__init__()
         self.temperature = check_positive("temperature", temperature)
-        self.base_temperature = None if base_temperature is None else check_positive("base_temperature", base_temperature)
+        self.base_temperature = (
+            None
+            if base_temperature is None
+            else check_positive("base_temperature", base_temperature)
+        )
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.normalize = check_choice("normalize", normalize, ("row", "col"))
         self.kernel = kernel if callable(kernel) else str(kernel)
         self.sigma = sigma
-        self.kernel_fn: Callable[[Tensor, Tensor], Tensor] = resolve_kernel(kernel, sigma)
+        self.kernel_fn: Callable[[Tensor, Tensor], Tensor] = resolve_kernel(
+            kernel, sigma
+        )
         self.gather = bool(gather)
 
     def extra_repr(self) -> str:
@@ -121,7 +131,12 @@ class KernelInfoNCE(nn.Module):
         """
         labelled = self.uses_labels and y is not None
         batch = build_batch(
-            z1, z2, y if labelled else None, queue_z=queue_z, queue_y=queue_y, gather=self.gather
+            z1,
+            z2,
+            y if labelled else None,
+            queue_z=queue_z,
+            queue_y=queue_y,
+            gather=self.gather,
         )
         s = batch.anchors @ batch.candidates.T / self.temperature  # (n_a, n_c)
         kernel = self.kernel_fn if labelled else DiracKernel()
@@ -133,10 +148,14 @@ class KernelInfoNCE(nn.Module):
             per_anchor = per_anchor * (self.temperature / self.base_temperature)
         return reduce_anchors(per_anchor, batch, self.reduction)
 
-    def pair_weights(self, batch: ContrastBatch, kernel: Callable[[Tensor, Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+    def pair_weights(
+        self, batch: ContrastBatch, kernel: Callable[[Tensor, Tensor], Tensor]
+    ) -> tuple[Tensor, Tensor]:
         """``W`` ``(n_a, n_c)`` (kernel, 0 on the anchor itself) and its normalisation ``Wn``."""
         dtype = batch.candidates.dtype
-        if self.normalize == "col":  # column sums run over every anchor of the global batch
+        if (
+            self.normalize == "col"
+        ):  # column sums run over every anchor of the global batch
             rows = torch.arange(batch.n_batch, device=batch.anchor_index.device)
             full = kernel(batch.labels[: batch.n_batch], batch.labels).to(dtype)
             full = full.masked_fill(batch.column_mask(rows), 0.0)
@@ -147,8 +166,16 @@ class KernelInfoNCE(nn.Module):
         return w, w / w.sum(1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
 
     def log_terms(
-        self, s: Tensor, w: Tensor, batch: ContrastBatch, kernel: Callable[[Tensor, Tensor], Tensor]
+        self,
+        s: Tensor,
+        w: Tensor,
+        batch: ContrastBatch,
+        kernel: Callable[[Tensor, Tensor], Tensor],
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``(num, den, valid)`` broadcastable to ``(n_a, n_c)``; default ``den_a = log sum_{c != a} e^{s_ac}``."""
         others = ~batch.column_mask(batch.anchor_index)
-        return s, masked_logsumexp(s, others, 1, keepdim=True), others.any(1, keepdim=True)
+        return (
+            s,
+            masked_logsumexp(s, others, 1, keepdim=True),
+            others.any(1, keepdim=True),
+        )

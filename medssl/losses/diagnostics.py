@@ -25,12 +25,16 @@ def effective_positives(wn: Tensor) -> Tensor:
     Equals |P(a)| for uniform weights over P(a) (SupCon) and 1 for SimCLR.
     """
     sq = wn.square().sum(1)
-    return torch.where(sq > 0, 1.0 / sq.clamp_min(torch.finfo(wn.dtype).tiny), torch.zeros_like(sq))
+    return torch.where(
+        sq > 0, 1.0 / sq.clamp_min(torch.finfo(wn.dtype).tiny), torch.zeros_like(sq)
+    )
 
 
 def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0) -> Tensor:
     """Wang & Isola alignment ``E ||f(x) - f(x+)||_2^alpha`` over the N positive pairs (unit rows)."""
-    return (F.normalize(z1, dim=1) - F.normalize(z2, dim=1)).norm(dim=1).pow(alpha).mean()
+    return (
+        (F.normalize(z1, dim=1) - F.normalize(z2, dim=1)).norm(dim=1).pow(alpha).mean()
+    )
 
 
 def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
@@ -40,7 +44,11 @@ def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
 
 @torch.no_grad()
 def contrastive_diagnostics(
-    z1: Tensor, z2: Tensor, y: Tensor | None = None, kernel: KernelLike = "rbf", sigma: SigmaLike | None = 5.0
+    z1: Tensor,
+    z2: Tensor,
+    y: Tensor | None = None,
+    kernel: KernelLike = "rbf",
+    sigma: SigmaLike | None = 5.0,
 ) -> dict[str, float]:
     """Per-batch figures of the 2N view-major rows (single process, no gathering).
 
@@ -53,21 +61,31 @@ def contrastive_diagnostics(
     kern = resolve_kernel(kernel, sigma) if y is not None else DiracKernel()
     cos = batch.anchors @ batch.candidates.T
     own = batch.column_mask(batch.anchor_index)
-    k = kern(batch.labels[batch.anchor_index], batch.labels).to(cos.dtype).masked_fill(own, 0.0)
+    k = (
+        kern(batch.labels[batch.anchor_index], batch.labels)
+        .to(cos.dtype)
+        .masked_fill(own, 0.0)
+    )
     wn = k / k.sum(1, keepdim=True).clamp_min(torch.finfo(cos.dtype).tiny)
     neg = (1 - k).clamp_min(0).masked_fill(own, 0.0)
     return {
         "eff_positives": float(effective_positives(wn).mean()),
         "pos_sim": float((wn * cos).sum(1).mean()),
-        "neg_sim": float((neg * cos).sum() / neg.sum().clamp_min(torch.finfo(cos.dtype).tiny)),
+        "neg_sim": float(
+            (neg * cos).sum() / neg.sum().clamp_min(torch.finfo(cos.dtype).tiny)
+        ),
         "alignment": float(alignment(z1.detach().float(), z2.detach().float())),
-        "uniformity": float((uniformity(z1.detach().float()) + uniformity(z2.detach().float())) / 2)
+        "uniformity": float(
+            (uniformity(z1.detach().float()) + uniformity(z2.detach().float())) / 2
+        )
         if z1.shape[0] > 1
         else float("nan"),
     }
 
 
-def suggest_sigma(y: Tensor | np.ndarray | Sequence[float], rule: str = "scott") -> float | list[float]:
+def suggest_sigma(
+    y: Tensor | np.ndarray | Sequence[float], rule: str = "scott"
+) -> float | list[float]:
     """Kernel bandwidth from the label distribution, in the units of ``y`` (years for age).
 
     ``scott``: ``std * n^(-1/(m+4))``; ``silverman``: ``std * (n (m+2) / 4)^(-1/(m+4))`` (sample std per
@@ -84,10 +102,14 @@ def suggest_sigma(y: Tensor | np.ndarray | Sequence[float], rule: str = "scott")
     arr = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
     n, m = arr.shape
     if n < 2 or not np.isfinite(arr).all():
-        raise ValueError(f"suggest_sigma needs >= 2 finite labels, got shape {arr.shape}")
+        raise ValueError(
+            f"suggest_sigma needs >= 2 finite labels, got shape {arr.shape}"
+        )
     std = arr.std(axis=0, ddof=1)
     if (std <= 0).any():
-        raise ValueError(f"labels are constant along dimension(s) {np.flatnonzero(std <= 0).tolist()}")
+        raise ValueError(
+            f"labels are constant along dimension(s) {np.flatnonzero(std <= 0).tolist()}"
+        )
     if rule == "scott":
         factor = n ** (-1.0 / (m + 4))
     elif rule == "silverman":

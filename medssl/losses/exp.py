@@ -46,7 +46,9 @@ class ExpKernelLoss(KernelInfoNCE):
     ) -> None:
         if sigma is None and not callable(kernel):
             sigma = 2.0
-        super().__init__(temperature, base_temperature, reduction, kernel, sigma, "row", gather)
+        super().__init__(
+            temperature, base_temperature, reduction, kernel, sigma, "row", gather
+        )
         self.variant = check_choice("variant", variant, ("paper", "code"))
         self.exclude_positive = bool(exclude_positive)
 
@@ -54,14 +56,22 @@ class ExpKernelLoss(KernelInfoNCE):
         return ["kernel", "sigma", "variant", "exclude_positive"]
 
     def log_terms(
-        self, s: Tensor, w: Tensor, batch: ContrastBatch, kernel: Callable[[Tensor, Tensor], Tensor]
+        self,
+        s: Tensor,
+        w: Tensor,
+        batch: ContrastBatch,
+        kernel: Callable[[Tensor, Tensor], Tensor],
     ) -> tuple[Tensor, Tensor, Tensor]:
         own = batch.column_mask(batch.anchor_index)
         if self.variant == "code":
             s = s - s.max(1, keepdim=True).values.detach()
         e = s * (1 - w)
         if self.variant == "code" or not self.exclude_positive:
-            return s, masked_logsumexp(e, ~own, 1, keepdim=True), (~own).any(1, keepdim=True)
+            return (
+                s,
+                masked_logsumexp(e, ~own, 1, keepdim=True),
+                (~own).any(1, keepdim=True),
+            )
         # log sum_{t not in {a, k}} = log(total - e^{x_k}) = total + log1p(-e^{x_k - total}); the ratio is
         # <= 1/2 unless k is the row's largest term, whose leave-one-out sum is computed directly.
         x = e.masked_fill(own, NEG)

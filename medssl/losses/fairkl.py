@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medssl.losses.batch import gather_rows, as_label_matrix, check_pair, compute_dtype
+from medssl.losses.batch import as_label_matrix, check_pair, compute_dtype, gather_rows
 from medssl.losses.core import check_choice, check_positive
 from medssl.losses.kernels import KernelLike, SigmaLike, resolve_kernel
 from medssl.registry import LOSSES
@@ -91,33 +91,70 @@ class FairKLRegularizer(nn.Module):
         self.sigma = sigma
         self.kernel_fn = resolve_kernel(kernel, sigma)
         default_views = "both" if mode == "paper" else "first"
-        self.views = check_choice("views", default_views if views is None else views, ("both", "first"))
-        self.base_temperature = None if base_temperature is None else check_positive("base_temperature", base_temperature)
+        self.views = check_choice(
+            "views", default_views if views is None else views, ("both", "first")
+        )
+        self.base_temperature = (
+            None
+            if base_temperature is None
+            else check_positive("base_temperature", base_temperature)
+        )
         self.reduction = check_choice("reduction", reduction, ("mean",))
         self.gather = bool(gather)
 
     def extra_repr(self) -> str:
-        keys = ["temperature", "mode", "kld", "kernel", "sigma", "views", "base_temperature", "reduction"]
+        keys = [
+            "temperature",
+            "mode",
+            "kld",
+            "kernel",
+            "sigma",
+            "views",
+            "base_temperature",
+            "reduction",
+        ]
         return ", ".join(f"{k}={getattr(self, k)!r}" for k in keys)
 
-    def forward(self, z1: Tensor, z2: Tensor, y: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        z1: Tensor,
+        z2: Tensor,
+        y: Tensor | None = None,
+        bias: Tensor | None = None,
+    ) -> Tensor:
         """R for ``z1``, ``z2`` ``(N, d)``, targets ``y`` ``(N,)``/``(N, m)`` and bias groups ``bias`` ``(N,)``."""
         check_pair(z1, z2)
         n = z1.shape[0]
         if y is None or bias is None:
-            raise ValueError("fairkl needs both y (target) and bias (e.g. site) tensors of shape (N,)")
+            raise ValueError(
+                "fairkl needs both y (target) and bias (e.g. site) tensors of shape (N,)"
+            )
         ym = as_label_matrix(y, n)
         bm = as_label_matrix(bias, n, "bias")
         assert ym is not None and bm is not None
         dtype = compute_dtype(z1, z2)
         views = (z1,) if self.views == "first" else (z1, z2)
-        z = torch.cat([gather_rows(F.normalize(v.to(dtype), dim=1), self.gather) for v in views])
+        z = torch.cat(
+            [gather_rows(F.normalize(v.to(dtype), dim=1), self.gather) for v in views]
+        )
         reps = len(views)
-        ym, bm = gather_rows(ym, self.gather).repeat(reps, 1), gather_rows(bm, self.gather).repeat(reps, 1)
+        ym, bm = (
+            gather_rows(ym, self.gather).repeat(reps, 1),
+            gather_rows(bm, self.gather).repeat(reps, 1),
+        )
         s = z @ z.T / self.temperature
         k = self.kernel_fn(ym, ym).to(dtype)  # positive weight of each pair
-        same_bias = (bm == bm.T).to(dtype) if bm.shape[1] == 1 else (bm[:, None] == bm[None]).all(-1).to(dtype)
-        sets = {"PA": k * same_bias, "PC": k * (1 - same_bias), "NA": (1 - k) * same_bias, "NC": (1 - k) * (1 - same_bias)}
+        same_bias = (
+            (bm == bm.T).to(dtype)
+            if bm.shape[1] == 1
+            else (bm[:, None] == bm[None]).all(-1).to(dtype)
+        )
+        sets = {
+            "PA": k * same_bias,
+            "PC": k * (1 - same_bias),
+            "NA": (1 - k) * same_bias,
+            "NC": (1 - k) * (1 - same_bias),
+        }
         r = self._paper(s, sets) if self.mode == "paper" else self._code(s, sets)
         if self.base_temperature is not None:
             r = r * (self.temperature / self.base_temperature)
@@ -136,11 +173,14 @@ class FairKLRegularizer(nn.Module):
             w = w if name == "PA" else w * (1 - eye)  # self-pairs only in PA
             masked = s * w
             mu[name] = masked.sum() / w.sum().clamp_min(1.0)
-            sd[name] = masked.flatten().std() if masked.numel() > 1 else masked.new_zeros(())
+            sd[name] = (
+                masked.flatten().std() if masked.numel() > 1 else masked.new_zeros(())
+            )
         return (
             (mu["PC"] - mu["PA"]).square()
             + (mu["NA"] - mu["NC"]).square()
-            + self.kld * ((sd["PA"] - sd["PC"]).square() + (sd["NA"] - sd["NC"]).square())
+            + self.kld
+            * ((sd["PA"] - sd["PC"]).square() + (sd["NA"] - sd["NC"]).square())
             - mu["PC"]
             + mu["NA"]
         )

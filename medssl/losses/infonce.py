@@ -39,7 +39,9 @@ class InfoNCELoss(KernelInfoNCE):
         reduction: str = "mean",
         gather: bool = True,
     ) -> None:
-        super().__init__(temperature, base_temperature, reduction, "dirac", None, "row", gather)
+        super().__init__(
+            temperature, base_temperature, reduction, "dirac", None, "row", gather
+        )
 
     def _repr_keys(self) -> list[str]:
         return []
@@ -54,7 +56,18 @@ class DCLLoss(InfoNCELoss):
     """
 
     def log_terms(
-        self, s: Tensor, w: Tensor, batch: ContrastBatch, kernel: Callable[[Tensor, Tensor], Tensor]
+        self,
+        s: Tensor,
+        w: Tensor,
+        batch: ContrastBatch,
+        kernel: Callable[[Tensor, Tensor], Tensor],
     ) -> tuple[Tensor, Tensor, Tensor]:
-        negatives = ~(batch.column_mask(batch.anchor_index) | batch.column_mask(batch.partner_index))
-        return s, masked_logsumexp(s, negatives, 1, keepdim=True), negatives.any(1, keepdim=True)
+        negatives = ~(
+            batch.column_mask(batch.anchor_index)
+            | batch.column_mask(batch.partner_index)
+        )
+        return (
+            s,
+            masked_logsumexp(s, negatives, 1, keepdim=True),
+            negatives.any(1, keepdim=True),
+        )

@@ -33,9 +33,17 @@ KernelLike = Union[str, Callable[[Tensor, Tensor], Tensor]]
 def check_sigma(sigma: SigmaLike) -> float | tuple[float, ...]:
     """Validate ``sigma`` (a positive finite float or a non-empty sequence of them)."""
     values = [sigma] if isinstance(sigma, (int, float)) else list(sigma)
-    if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"sigma must be a positive finite number or a list of them, got {sigma!r}")
-    return float(values[0]) if isinstance(sigma, (int, float)) else tuple(float(v) for v in values)
+    if not values or not all(
+        isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values
+    ):
+        raise ValueError(
+            f"sigma must be a positive finite number or a list of them, got {sigma!r}"
+        )
+    return (
+        float(values[0])
+        if isinstance(sigma, (int, float))
+        else tuple(float(v) for v in values)
+    )
 
 
 class Kernel:
@@ -51,15 +59,21 @@ class Kernel:
         return self.forward(y1, y2)
 
     def _sigma(self, m: int, like: Tensor) -> Tensor:
-        sig = torch.as_tensor(self.sigma, dtype=like.dtype, device=like.device).reshape(-1)
+        sig = torch.as_tensor(self.sigma, dtype=like.dtype, device=like.device).reshape(
+            -1
+        )
         if sig.numel() not in (1, m):
-            raise ValueError(f"sigma has {sig.numel()} values but y has {m} dimensions (shape (N, {m}))")
+            raise ValueError(
+                f"sigma has {sig.numel()} values but y has {m} dimensions (shape (N, {m}))"
+            )
         return sig.expand(m)
 
     @staticmethod
     def _diff(y1: Tensor, y2: Tensor) -> Tensor:
         if y1.ndim != 2 or y2.ndim != 2 or y1.shape[1] != y2.shape[1]:
-            raise ValueError(f"kernel inputs must be (A, m) and (B, m), got {tuple(y1.shape)}, {tuple(y2.shape)}")
+            raise ValueError(
+                f"kernel inputs must be (A, m) and (B, m), got {tuple(y1.shape)}, {tuple(y2.shape)}"
+            )
         y1, y2 = _floating(y1), _floating(y2)
         return y1[:, None, :] - y2[None, :, :]  # (A, B, m)
 
@@ -106,12 +120,16 @@ class DiracKernel(Kernel):
 
     def forward(self, y1: Tensor, y2: Tensor) -> Tensor:
         if y1.ndim != 2 or y2.ndim != 2 or y1.shape[1] != y2.shape[1]:
-            raise ValueError(f"kernel inputs must be (A, m) and (B, m), got {tuple(y1.shape)}, {tuple(y2.shape)}")
+            raise ValueError(
+                f"kernel inputs must be (A, m) and (B, m), got {tuple(y1.shape)}, {tuple(y2.shape)}"
+            )
         out = (y1[:, None, :] == y2[None, :, :]).all(-1)
         return out.to(y1.dtype if y1.is_floating_point() else torch.float64)
 
 
-def resolve_kernel(kernel: KernelLike, sigma: SigmaLike | None) -> Callable[[Tensor, Tensor], Tensor]:
+def resolve_kernel(
+    kernel: KernelLike, sigma: SigmaLike | None
+) -> Callable[[Tensor, Tensor], Tensor]:
     """A kernel module from a registered name (with ``sigma``) or a user callable (``sigma`` must be None).
 
     Raises:
@@ -119,8 +137,12 @@ def resolve_kernel(kernel: KernelLike, sigma: SigmaLike | None) -> Callable[[Ten
     """
     if callable(kernel):
         if sigma is not None:
-            raise ValueError("sigma only applies to named kernels; bake the bandwidth into your callable")
+            raise ValueError(
+                "sigma only applies to named kernels; bake the bandwidth into your callable"
+            )
         return kernel
     if not isinstance(kernel, str) or kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; choose one of {KERNELS.names()} or pass a callable")
+        raise ValueError(
+            f"unknown kernel {kernel!r}; choose one of {KERNELS.names()} or pass a callable"
+        )
     return KERNELS.get(kernel)(sigma=1.0 if sigma is None else sigma)

@@ -36,7 +36,9 @@ class SupConLoss(KernelInfoNCE):
         reduction: str = "mean",
         gather: bool = True,
     ) -> None:
-        super().__init__(temperature, base_temperature, reduction, "dirac", None, "row", gather)
+        super().__init__(
+            temperature, base_temperature, reduction, "dirac", None, "row", gather
+        )
 
     def _repr_keys(self) -> list[str]:
         return []
@@ -52,7 +54,11 @@ class _EpsilonLoss(SupConLoss):
         gather: bool = True,
     ) -> None:
         super().__init__(temperature, base_temperature, reduction, gather)
-        if not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon < 0:
+        if (
+            not isinstance(epsilon, (int, float))
+            or not math.isfinite(epsilon)
+            or epsilon < 0
+        ):
             raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
         self.epsilon = float(epsilon)
 
@@ -69,12 +75,18 @@ class EpsSupInfoNCELoss(_EpsilonLoss):
     """
 
     def log_terms(
-        self, s: Tensor, w: Tensor, batch: ContrastBatch, kernel: Callable[[Tensor, Tensor], Tensor]
+        self,
+        s: Tensor,
+        w: Tensor,
+        batch: ContrastBatch,
+        kernel: Callable[[Tensor, Tensor], Tensor],
     ) -> tuple[Tensor, Tensor, Tensor]:
         negatives = ~batch.column_mask(batch.anchor_index) & (w == 0)
         neg = masked_logsumexp(s, negatives, 1, keepdim=True)
         margin = s - self.epsilon  # log(omega e^{s_ap})
-        den = torch.where(negatives.any(1, keepdim=True), torch.logaddexp(margin, neg), margin)
+        den = torch.where(
+            negatives.any(1, keepdim=True), torch.logaddexp(margin, neg), margin
+        )
         return s, den, torch.ones_like(s, dtype=torch.bool)
 
 
@@ -86,8 +98,16 @@ class EpsSupConLoss(_EpsilonLoss):
     """
 
     def log_terms(
-        self, s: Tensor, w: Tensor, batch: ContrastBatch, kernel: Callable[[Tensor, Tensor], Tensor]
+        self,
+        s: Tensor,
+        w: Tensor,
+        batch: ContrastBatch,
+        kernel: Callable[[Tensor, Tensor], Tensor],
     ) -> tuple[Tensor, Tensor, Tensor]:
         others = ~batch.column_mask(batch.anchor_index)
         shifted = torch.where(w > 0, s - self.epsilon, s)  # positives weighted by omega
-        return s, masked_logsumexp(shifted, others, 1, keepdim=True), others.any(1, keepdim=True)
+        return (
+            s,
+            masked_logsumexp(shifted, others, 1, keepdim=True),
+            others.any(1, keepdim=True),
+        )

@@ -44,30 +44,54 @@ class ThresholdKernelLoss(KernelInfoNCE):
     ) -> None:
         if sigma is None and not callable(kernel):
             sigma = 2.0
-        super().__init__(temperature, base_temperature, reduction, kernel, sigma, "row", gather)
+        super().__init__(
+            temperature, base_temperature, reduction, kernel, sigma, "row", gather
+        )
         self.variant = check_choice("variant", variant, ("paper", "code"))
 
     def _repr_keys(self) -> list[str]:
         return ["kernel", "sigma", "variant"]
 
     def log_terms(
-        self, s: Tensor, w: Tensor, batch: ContrastBatch, kernel: Callable[[Tensor, Tensor], Tensor]
+        self,
+        s: Tensor,
+        w: Tensor,
+        batch: ContrastBatch,
+        kernel: Callable[[Tensor, Tensor], Tensor],
     ) -> tuple[Tensor, Tensor, Tensor]:
         own = batch.column_mask(batch.anchor_index)
         if self.variant == "code":
             return self._code_terms(s, batch, kernel, own)
-        keys, order = w.masked_fill(own, float("inf")).sort(1)  # the anchor sorts last, never counted
-        cum = s.gather(1, order).logcumsumexp(1)  # cum[:, j] = log sum of the j+1 smallest-K candidates
-        count = torch.searchsorted(keys, w.contiguous(), right=False)  # #{t != a : K_at < K_ak}
+        keys, order = w.masked_fill(own, float("inf")).sort(
+            1
+        )  # the anchor sorts last, never counted
+        cum = s.gather(1, order).logcumsumexp(
+            1
+        )  # cum[:, j] = log sum of the j+1 smallest-K candidates
+        count = torch.searchsorted(
+            keys, w.contiguous(), right=False
+        )  # #{t != a : K_at < K_ak}
         den = cum.gather(1, (count - 1).clamp_min(0))
         return s, den, count > 0
 
     def _code_terms(
-        self, s: Tensor, batch: ContrastBatch, kernel: Callable[[Tensor, Tensor], Tensor], own: Tensor
+        self,
+        s: Tensor,
+        batch: ContrastBatch,
+        kernel: Callable[[Tensor, Tensor], Tensor],
+        own: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        k_cb = kernel(batch.labels, batch.labels[: batch.n_batch])  # (n_c, 2N): K_bk, diagonal kept
-        ranks = torch.searchsorted(k_cb.sort(1).values, k_cb[:, batch.anchor_index].contiguous())
+        k_cb = kernel(
+            batch.labels, batch.labels[: batch.n_batch]
+        )  # (n_c, 2N): K_bk, diagonal kept
+        ranks = torch.searchsorted(
+            k_cb.sort(1).values, k_cb[:, batch.anchor_index].contiguous()
+        )
         counts = ranks.T.to(s.dtype)  # (n_a, n_c): c_ab
         use = ~own & (counts > 0)
         logc = torch.where(use, counts.clamp_min(1).log(), torch.full_like(s, NEG))
-        return s, masked_logsumexp(s + logc, use, 1, keepdim=True), use.any(1, keepdim=True)
+        return (
+            s,
+            masked_logsumexp(s + logc, use, 1, keepdim=True),
+            use.any(1, keepdim=True),
+        )

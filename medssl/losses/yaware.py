@@ -43,4 +43,6 @@ class YAwareInfoNCELoss(KernelInfoNCE):
     ) -> None:
         if sigma is None and not callable(kernel):
             sigma = 5.0
-        super().__init__(temperature, base_temperature, reduction, kernel, sigma, normalize, gather)
+        super().__init__(
+            temperature, base_temperature, reduction, kernel, sigma, normalize, gather
+        )

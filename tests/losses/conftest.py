@@ -5,8 +5,15 @@ from __future__ import annotations
 import torch
 
 
-def make_inputs(n: int, d: int = 5, scenario: str = "random", discrete: bool = False, m: int = 1,
-                seed: int = 0, dtype: torch.dtype = torch.float64):
+def make_inputs(
+    n: int,
+    d: int = 5,
+    scenario: str = "random",
+    discrete: bool = False,
+    m: int = 1,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+):
     """z1, z2 (n, d); y (n,) or (n, m): integer classes, or continuous with ties (scenario 'ties')."""
     g = torch.Generator().manual_seed(seed + 97 * n)
     z1 = torch.randn(n, d, generator=g, dtype=dtype)
@@ -28,7 +35,9 @@ def make_inputs(n: int, d: int = 5, scenario: str = "random", discrete: bool = F
     return z1, z2, y
 
 
-def make_queue(mq: int, d: int, discrete: bool, m: int = 1, seed: int = 1, dtype=torch.float64):
+def make_queue(
+    mq: int, d: int, discrete: bool, m: int = 1, seed: int = 1, dtype=torch.float64
+):
     g = torch.Generator().manual_seed(1000 + seed)
     qz = torch.randn(mq, d, generator=g, dtype=dtype)
     if discrete:

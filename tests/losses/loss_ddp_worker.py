@@ -32,12 +32,20 @@ CASES = [
 
 def data():
     g = torch.Generator().manual_seed(123)
-    z1, z2 = torch.randn(N, D, generator=g, dtype=torch.float64), torch.randn(N, D, generator=g, dtype=torch.float64)
+    z1, z2 = (
+        torch.randn(N, D, generator=g, dtype=torch.float64),
+        torch.randn(N, D, generator=g, dtype=torch.float64),
+    )
     age = (20 + 5 * torch.randn(N, generator=g, dtype=torch.float64)).round()
     classes = torch.randint(0, 3, (N,), generator=g)
     site = torch.randint(0, 2, (N,), generator=g)
-    qz, qy = torch.randn(3, D, generator=g, dtype=torch.float64), 20 + 5 * torch.randn(3, generator=g, dtype=torch.float64)
-    x = torch.randn(N, 2, 6, generator=g, dtype=torch.float64)  # inputs of a tiny shared encoder
+    qz, qy = (
+        torch.randn(3, D, generator=g, dtype=torch.float64),
+        20 + 5 * torch.randn(3, generator=g, dtype=torch.float64),
+    )
+    x = torch.randn(
+        N, 2, 6, generator=g, dtype=torch.float64
+    )  # inputs of a tiny shared encoder
     return z1, z2, age, classes, site, qz, qy, x
 
 
@@ -64,16 +72,25 @@ def encoder_grads(model, x, age):
 
 def worker(rank, world, port, splits, out_dir):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=60),
+    )
     try:
         z1, z2, age, classes, site, qz, qy, x = data()
         out = []
         for sizes in splits:  # one process group, several ways of splitting the batch
             start = sum(sizes[:rank])
             sl = slice(start, start + sizes[rank])
-            results = [run_case(n, kw, disc, z1[sl], z2[sl], age[sl], classes[sl], site[sl], qz, qy)
-                       for n, kw, disc in CASES]
+            results = [
+                run_case(
+                    n, kw, disc, z1[sl], z2[sl], age[sl], classes[sl], site[sl], qz, qy
+                )
+                for n, kw, disc in CASES
+            ]
             ddp = torch.nn.parallel.DistributedDataParallel(encoder())
             results.append(encoder_grads(ddp, x[sl], age[sl]))
             out.append(results)

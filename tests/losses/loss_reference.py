@@ -41,7 +41,9 @@ def layout(z1, z2, y, queue_z=None, queue_y=None):
         if y is None or queue_y is None:
             labels += [(-1.0 - j,) for j in range(len(queue_z))]
         else:
-            labels += [tuple(v) if isinstance(v, (list, tuple)) else (v,) for v in queue_y]
+            labels += [
+                tuple(v) if isinstance(v, (list, tuple)) else (v,) for v in queue_y
+            ]
     return rows, labels, n
 
 
@@ -49,18 +51,41 @@ def lse(values):
     return math.log(sum(math.exp(v) for v in values))
 
 
-def reference_loss(name, z1, z2, y=None, queue_z=None, queue_y=None, temperature=0.1,
-                   base_temperature=None, reduction="mean", kernel="rbf", sigma=1.0, normalize="row",
-                   variant="paper", epsilon=0.0, exclude_positive=True):
+def reference_loss(
+    name,
+    z1,
+    z2,
+    y=None,
+    queue_z=None,
+    queue_y=None,
+    temperature=0.1,
+    base_temperature=None,
+    reduction="mean",
+    kernel="rbf",
+    sigma=1.0,
+    normalize="row",
+    variant="paper",
+    epsilon=0.0,
+    exclude_positive=True,
+):
     """Per-anchor terms reduced as the spec says. Inputs are nested lists of floats."""
     if name in ("infonce", "dcl"):
         y, queue_y = None, None
-    if name in ("infonce", "dcl", "supcon", "eps_supinfonce", "eps_supcon") or y is None:
+    if (
+        name in ("infonce", "dcl", "supcon", "eps_supinfonce", "eps_supcon")
+        or y is None
+    ):
         kernel = "dirac"
     rows, labels, n = layout(z1, z2, y, queue_z, queue_y)
     c = len(rows)
-    s = [[sum(p * q for p, q in zip(rows[a], rows[b])) / temperature for b in range(c)] for a in range(c)]
-    K = [[kernel_value(kernel, sigma, labels[a], labels[b]) for b in range(c)] for a in range(c)]
+    s = [
+        [sum(p * q for p, q in zip(rows[a], rows[b])) / temperature for b in range(c)]
+        for a in range(c)
+    ]
+    K = [
+        [kernel_value(kernel, sigma, labels[a], labels[b]) for b in range(c)]
+        for a in range(c)
+    ]
     terms = []
     for a in range(2 * n):
         partner = (a + n) % (2 * n)
@@ -84,10 +109,14 @@ def reference_loss(name, z1, z2, y=None, queue_z=None, queue_y=None, temperature
         total = 0.0
         if name == "eps_supinfonce":
             for p in pos:
-                den = math.exp(-epsilon) * math.exp(s[a][p]) + sum(math.exp(s[a][q]) for q in neg)
+                den = math.exp(-epsilon) * math.exp(s[a][p]) + sum(
+                    math.exp(s[a][q]) for q in neg
+                )
                 total += Wn[p] * (s[a][p] - math.log(den))
         elif name == "eps_supcon":
-            den = math.exp(-epsilon) * sum(math.exp(s[a][q]) for q in pos) + sum(math.exp(s[a][q]) for q in neg)
+            den = math.exp(-epsilon) * sum(math.exp(s[a][q]) for q in pos) + sum(
+                math.exp(s[a][q]) for q in neg
+            )
             for p in pos:
                 total += Wn[p] * (s[a][p] - math.log(den))
         elif name in ("supcon", "yaware"):
@@ -109,13 +138,15 @@ def reference_loss(name, z1, z2, y=None, queue_z=None, queue_y=None, temperature
             for k in others:
                 T = [t for t in others if t != k] if exclude_positive else others
                 if T and Wn[k] > 0:
-                    total += Wn[k] * (s[a][k] - lse([s[a][t] * (1 - K[a][t]) for t in T]))
+                    total += Wn[k] * (
+                        s[a][k] - lse([s[a][t] * (1 - K[a][t]) for t in T])
+                    )
         elif name == "exp":
             mx = max(s[a])
-            l = [v - mx for v in s[a]]
-            den = lse([l[t] * (1 - K[a][t]) for t in others])
+            lg = [v - mx for v in s[a]]
+            den = lse([lg[t] * (1 - K[a][t]) for t in others])
             for p in others:
-                total += Wn[p] * (l[p] - den)
+                total += Wn[p] * (lg[p] - den)
         else:
             raise KeyError(name)
         terms.append(-total)
@@ -126,8 +157,18 @@ def reference_loss(name, z1, z2, y=None, queue_z=None, queue_y=None, temperature
     return sum(terms) / (2 * n if reduction == "mean" else n)
 
 
-def reference_fairkl(z1, z2, y, bias, temperature=1.0, kernel="dirac", sigma=1.0, mode="paper",
-                     kld=1.0, views="both"):
+def reference_fairkl(
+    z1,
+    z2,
+    y,
+    bias,
+    temperature=1.0,
+    kernel="dirac",
+    sigma=1.0,
+    mode="paper",
+    kld=1.0,
+    views="both",
+):
     """FairKL by loops over pairs (spec)."""
     n = len(z1)
     rows = [unit(v) for v in z1] + ([unit(v) for v in z2] if views == "both" else [])
@@ -135,7 +176,10 @@ def reference_fairkl(z1, z2, y, bias, temperature=1.0, kernel="dirac", sigma=1.0
     labs = labs * (len(rows) // n)
     bias = list(bias) * (len(rows) // n)
     r = len(rows)
-    S = [[sum(p * q for p, q in zip(rows[a], rows[b])) / temperature for b in range(r)] for a in range(r)]
+    S = [
+        [sum(p * q for p, q in zip(rows[a], rows[b])) / temperature for b in range(r)]
+        for a in range(r)
+    ]
     sets = {k: [] for k in ("PA", "PC", "NA", "NC")}  # (similarity, weight)
     for a in range(r):
         for b in range(r):
@@ -155,6 +199,7 @@ def reference_fairkl(z1, z2, y, bias, temperature=1.0, kernel="dirac", sigma=1.0
             sets["NA"].append((S[a][b], na[0]))
             sets["NC"].append((S[a][b], na[1]))
     if mode == "paper":
+
         def mom(pairs):
             w = sum(q for _, q in pairs)
             if w == 0:
@@ -177,5 +222,10 @@ def reference_fairkl(z1, z2, y, bias, temperature=1.0, kernel="dirac", sigma=1.0
         mu[key] = sum(vals) / max(sum(q for _, q in pairs), 1.0)
         mean = sum(vals) / len(vals)
         sd[key] = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
-    return ((mu["PC"] - mu["PA"]) ** 2 + (mu["NA"] - mu["NC"]) ** 2
-            + kld * ((sd["PA"] - sd["PC"]) ** 2 + (sd["NA"] - sd["NC"]) ** 2) - mu["PC"] + mu["NA"])
+    return (
+        (mu["PC"] - mu["PA"]) ** 2
+        + (mu["NA"] - mu["NC"]) ** 2
+        + kld * ((sd["PA"] - sd["PC"]) ** 2 + (sd["NA"] - sd["NC"]) ** 2)
+        - mu["PC"]
+        + mu["NA"]
+    )

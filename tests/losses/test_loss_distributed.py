@@ -15,7 +15,12 @@ import torch
 import torch.multiprocessing as mp
 from loss_ddp_worker import CASES, data, encoder, encoder_grads, run_case, worker
 
-from medssl.engine.distributed import gather_with_grad, get_rank, get_world_size, is_distributed
+from medssl.engine.distributed import (
+    gather_with_grad,
+    get_rank,
+    get_world_size,
+    is_distributed,
+)
 
 
 def _free_port() -> int:
@@ -25,8 +30,13 @@ def _free_port() -> int:
 
 
 def _spawn(splits, out_dir, timeout=180.0):
-    ctx = mp.start_processes(worker, args=(2, _free_port(), splits, str(out_dir)), nprocs=2, join=False,
-                             start_method="fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    ctx = mp.start_processes(
+        worker,
+        args=(2, _free_port(), splits, str(out_dir)),
+        nprocs=2,
+        join=False,
+        start_method="fork" if "fork" in mp.get_all_start_methods() else "spawn",
+    )
     deadline = time.monotonic() + timeout
     while not ctx.join(timeout=1.0):
         if time.monotonic() > deadline:
@@ -57,12 +67,20 @@ def _compare(ranks):
     for i, (name, kw, disc) in enumerate(CASES):
         value, g1, g2 = run_case(name, kw, disc, z1, z2, age, classes, site, qz, qy)
         mean_value = sum(r[i][0] for r in ranks) / world
-        torch.testing.assert_close(mean_value, value, rtol=1e-10, atol=1e-12, msg=f"value {name} {kw}")
+        torch.testing.assert_close(
+            mean_value, value, rtol=1e-10, atol=1e-12, msg=f"value {name} {kw}"
+        )
         got1 = torch.cat([r[i][1] for r in ranks]) / world
         got2 = torch.cat([r[i][2] for r in ranks]) / world
-        torch.testing.assert_close(got1, g1, rtol=1e-9, atol=1e-12, msg=f"grad z1 {name} {kw}")
-        torch.testing.assert_close(got2, g2, rtol=1e-9, atol=1e-12, msg=f"grad z2 {name} {kw}")
+        torch.testing.assert_close(
+            got1, g1, rtol=1e-9, atol=1e-12, msg=f"grad z1 {name} {kw}"
+        )
+        torch.testing.assert_close(
+            got2, g2, rtol=1e-9, atol=1e-12, msg=f"grad z2 {name} {kw}"
+        )
     single = encoder_grads(encoder(), x, age)
-    for rank in ranks:  # DDP averaged the parameter gradients: identical on both ranks and exact
+    for rank in (
+        ranks
+    ):  # DDP averaged the parameter gradients: identical on both ranks and exact
         for got, want in zip(rank[-1], single):
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

@@ -30,7 +30,11 @@ DISCRETE = {"supcon", "eps_supinfonce", "eps_supcon"}
 
 
 def _build(key, **extra):
-    return build_loss(key.split("_")[0] if not key.startswith("eps") else key, **CONTRASTIVE[key], **extra)
+    return build_loss(
+        key.split("_")[0] if not key.startswith("eps") else key,
+        **CONTRASTIVE[key],
+        **extra,
+    )
 
 
 def _labels(key, n, dtype=torch.float64, seed=0):
@@ -41,8 +45,17 @@ def _labels(key, n, dtype=torch.float64, seed=0):
 
 
 def test_available_losses_and_registry():
-    assert set(available_losses()) >= {"infonce", "dcl", "supcon", "eps_supinfonce", "eps_supcon",
-                                       "yaware", "thr", "exp", "fairkl"}
+    assert set(available_losses()) >= {
+        "infonce",
+        "dcl",
+        "supcon",
+        "eps_supinfonce",
+        "eps_supcon",
+        "yaware",
+        "thr",
+        "exp",
+        "fairkl",
+    }
     assert set(KERNELS.names()) >= {"rbf", "gaussian", "cauchy", "dirac"}
     with pytest.raises(ConfigError, match="Did you mean"):
         build_loss("yawre")
@@ -73,21 +86,30 @@ def test_spec_reductions_between_losses():
     close(build_loss("yaware")(z1, z2), infonce)
     close(build_loss("yaware", kernel="dirac")(z1, z2, distinct), infonce)
     close(build_loss("yaware", kernel="dirac")(z1, z2, classes), supcon)
-    close(build_loss("yaware", kernel="dirac", normalize="col")(z1, z2, classes), supcon)
+    close(
+        build_loss("yaware", kernel="dirac", normalize="col")(z1, z2, classes), supcon
+    )
     close(build_loss("supcon")(z1, z2), infonce)
-    close(build_loss("thr", kernel="dirac")(z1, z2, distinct), build_loss("dcl")(z1, z2))
+    close(
+        build_loss("thr", kernel="dirac")(z1, z2, distinct), build_loss("dcl")(z1, z2)
+    )
     close(build_loss("eps_supcon", epsilon=0.0)(z1, z2, classes), supcon)
     close(build_loss("eps_supinfonce", epsilon=0.0)(z1, z2), infonce)
     close(build_loss("infonce", reduction="sum_over_N")(z1, z2), 2 * infonce)
-    close(build_loss("infonce", temperature=0.2, base_temperature=0.07)(z1, z2),
-          build_loss("infonce", temperature=0.2)(z1, z2) * (0.2 / 0.07))
+    close(
+        build_loss("infonce", temperature=0.2, base_temperature=0.07)(z1, z2),
+        build_loss("infonce", temperature=0.2)(z1, z2) * (0.2 / 0.07),
+    )
     assert not torch.allclose(build_loss("yaware", sigma=5.0)(z1, z2, y), infonce)
 
 
 def test_eps_supinfonce_strictly_decreasing_in_epsilon():
     z1, z2, _ = make_inputs(6, seed=4)
     classes = torch.tensor([0, 0, 1, 1, 2, 2])
-    values = [build_loss("eps_supinfonce", epsilon=e)(z1, z2, classes).item() for e in (0.0, 0.1, 0.3, 0.5, 1.0)]
+    values = [
+        build_loss("eps_supinfonce", epsilon=e)(z1, z2, classes).item()
+        for e in (0.0, 0.1, 0.3, 0.5, 1.0)
+    ]
     assert all(a > b for a, b in zip(values, values[1:]))
 
 
@@ -119,17 +141,25 @@ def test_finite_values_and_gradients(key, case):
     z2.requires_grad_(True)
     value = _build(key)(z1, z2, y)
     value.backward()
-    assert torch.isfinite(value) and torch.isfinite(z1.grad).all() and torch.isfinite(z2.grad).all()
+    assert (
+        torch.isfinite(value)
+        and torch.isfinite(z1.grad).all()
+        and torch.isfinite(z2.grad).all()
+    )
 
 
-@pytest.mark.parametrize("key", ["infonce", "eps_supcon", "yaware_col", "thr", "thr_code", "exp", "exp_code"])
+@pytest.mark.parametrize(
+    "key", ["infonce", "eps_supcon", "yaware_col", "thr", "thr_code", "exp", "exp_code"]
+)
 def test_gradcheck_float64(key):
     z1, z2, _ = make_inputs(3, d=3, seed=7)
     y = _labels(key, 3)
     z1.requires_grad_(True)
     z2.requires_grad_(True)
     loss = _build(key)
-    assert torch.autograd.gradcheck(lambda a, b: loss(a, b, y), (z1, z2), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(
+        lambda a, b: loss(a, b, y), (z1, z2), eps=1e-6, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("key", CONTRASTIVE)
@@ -144,7 +174,9 @@ def test_float32_matches_float64_and_bf16_within_1e2(key):
     bf = loss(z1.bfloat16(), z2.bfloat16(), y)
     assert bf.dtype == torch.float32  # computed in float32
     assert abs(bf.item() - f32.item()) <= 1e-2
-    torch.testing.assert_close(bf, loss(z1.bfloat16().float(), z2.bfloat16().float(), y))
+    torch.testing.assert_close(
+        bf, loss(z1.bfloat16().float(), z2.bfloat16().float(), y)
+    )
 
 
 def test_callable_kernel_equals_named_kernel():
@@ -153,37 +185,51 @@ def test_callable_kernel_equals_named_kernel():
     def my_rbf(a, b):
         return torch.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * 3.0**2))
 
-    torch.testing.assert_close(build_loss("yaware", kernel=my_rbf)(z1, z2, y),
-                               build_loss("yaware", kernel="rbf", sigma=3.0)(z1, z2, y))
+    torch.testing.assert_close(
+        build_loss("yaware", kernel=my_rbf)(z1, z2, y),
+        build_loss("yaware", kernel="rbf", sigma=3.0)(z1, z2, y),
+    )
 
 
 def test_hyper_parameters_are_attributes_in_repr():
-    loss = build_loss("exp", temperature=0.2, sigma=[1.0, 2.0], variant="code", base_temperature=0.07)
-    assert loss.temperature == 0.2 and loss.sigma == [1.0, 2.0] and loss.variant == "code"
-    for text in ("temperature=0.2", "variant='code'", "base_temperature=0.07", "exclude_positive=True"):
+    loss = build_loss(
+        "exp", temperature=0.2, sigma=[1.0, 2.0], variant="code", base_temperature=0.07
+    )
+    assert (
+        loss.temperature == 0.2 and loss.sigma == [1.0, 2.0] and loss.variant == "code"
+    )
+    for text in (
+        "temperature=0.2",
+        "variant='code'",
+        "base_temperature=0.07",
+        "exclude_positive=True",
+    ):
         assert text in repr(loss)
     assert build_loss("yaware").sigma == 5.0 and build_loss("thr").sigma == 2.0
 
 
-@pytest.mark.parametrize("name,kwargs", [
-    ("infonce", {"temperature": 0.0}),
-    ("infonce", {"temperature": -1.0}),
-    ("infonce", {"temperature": float("nan")}),
-    ("infonce", {"base_temperature": 0.0}),
-    ("infonce", {"reduction": "sum"}),
-    ("yaware", {"normalize": "both"}),
-    ("yaware", {"sigma": 0.0}),
-    ("yaware", {"sigma": [1.0, -2.0]}),
-    ("yaware", {"kernel": "laplace"}),
-    ("yaware", {"kernel": lambda a, b: a, "sigma": 2.0}),
-    ("thr", {"variant": "mine"}),
-    ("exp", {"variant": "paper2"}),
-    ("eps_supinfonce", {"epsilon": -0.1}),
-    ("fairkl", {"mode": "fast"}),
-    ("fairkl", {"views": "second"}),
-    ("fairkl", {"reduction": "none"}),
-    ("fairkl", {"kld": -1.0}),
-])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("infonce", {"temperature": 0.0}),
+        ("infonce", {"temperature": -1.0}),
+        ("infonce", {"temperature": float("nan")}),
+        ("infonce", {"base_temperature": 0.0}),
+        ("infonce", {"reduction": "sum"}),
+        ("yaware", {"normalize": "both"}),
+        ("yaware", {"sigma": 0.0}),
+        ("yaware", {"sigma": [1.0, -2.0]}),
+        ("yaware", {"kernel": "laplace"}),
+        ("yaware", {"kernel": lambda a, b: a, "sigma": 2.0}),
+        ("thr", {"variant": "mine"}),
+        ("exp", {"variant": "paper2"}),
+        ("eps_supinfonce", {"epsilon": -0.1}),
+        ("fairkl", {"mode": "fast"}),
+        ("fairkl", {"views": "second"}),
+        ("fairkl", {"reduction": "none"}),
+        ("fairkl", {"kld": -1.0}),
+    ],
+)
 def test_invalid_hyper_parameters_raise(name, kwargs):
     with pytest.raises(ValueError):
         build_loss(name, **kwargs)

@@ -25,16 +25,31 @@ CONFIGS = [
     ("yaware", {"kernel": "cauchy", "sigma": 0.3}, False, 1),
     ("yaware", {"kernel": "dirac"}, False, 1),
     ("yaware", {"kernel": "rbf", "sigma": [1.0, 3.0]}, False, 2),
-    ("yaware", {"kernel": "gaussian", "sigma": [1.0, 3.0], "normalize": "col"}, False, 2),
+    (
+        "yaware",
+        {"kernel": "gaussian", "sigma": [1.0, 3.0], "normalize": "col"},
+        False,
+        2,
+    ),
     ("thr", {"kernel": "rbf", "sigma": 2.0}, False, 1),
     ("thr", {"kernel": "rbf", "sigma": 2.0, "variant": "code"}, False, 1),
     ("thr", {"kernel": "dirac"}, False, 1),
     ("thr", {"kernel": "cauchy", "sigma": 0.5, "variant": "code"}, False, 2),
     ("exp", {"kernel": "rbf", "sigma": 2.0}, False, 1),
     ("exp", {"kernel": "rbf", "sigma": 2.0, "exclude_positive": False}, False, 1),
-    ("exp", {"kernel": "rbf", "sigma": 0.5, "temperature": 0.02}, False, 1),  # one dominant term
+    (
+        "exp",
+        {"kernel": "rbf", "sigma": 0.5, "temperature": 0.02},
+        False,
+        1,
+    ),  # one dominant term
     ("thr", {"kernel": "rbf", "sigma": 0.5, "temperature": 0.02}, False, 1),
-    ("exp", {"kernel": "rbf", "sigma": 2.0, "variant": "code", "base_temperature": 0.07}, False, 1),
+    (
+        "exp",
+        {"kernel": "rbf", "sigma": 2.0, "variant": "code", "base_temperature": 0.07},
+        False,
+        1,
+    ),
     ("exp", {"kernel": "rbf", "sigma": [2.0, 1.0], "variant": "code"}, False, 2),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw, _, _ in CONFIGS]
@@ -46,9 +61,19 @@ def _check(name, kw, discrete, m, scenario, n, queue, reduction="mean", labelled
     qz, qy = make_queue(3, z1.shape[1], discrete, m) if queue else (None, None)
     loss = build_loss(name, reduction=reduction, **kw)
     got = loss(z1, z2, y, queue_z=qz, queue_y=qy if labelled else None)
-    ref = reference_loss(name, to_lists(z1), to_lists(z2), to_lists(y), to_lists(qz), to_lists(qy),
-                         reduction=reduction, **kw)
-    torch.testing.assert_close(got, torch.as_tensor(ref, dtype=torch.float64), rtol=1e-6, atol=1e-9)
+    ref = reference_loss(
+        name,
+        to_lists(z1),
+        to_lists(z2),
+        to_lists(y),
+        to_lists(qz),
+        to_lists(qy),
+        reduction=reduction,
+        **kw,
+    )
+    torch.testing.assert_close(
+        got, torch.as_tensor(ref, dtype=torch.float64), rtol=1e-6, atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("scenario", ["random", "ties", "identical"])
