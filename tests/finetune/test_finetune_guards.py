@@ -91,3 +91,18 @@ def test_config_errors_before_work(scz_manifest: Path, tmp_path: Path) -> None:
         finetune(_cfg(scz_manifest, tmp_path / "c", "task.positive=asd"))
     with pytest.raises(ConfigError, match="synthetic:scz"):
         finetune(_cfg(scz_manifest, tmp_path / "d", "data.source=synthetic:mdd"))
+
+
+def test_synthetic_clinical_cohort_is_generated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medssl.pipelines.finetune_init import ensure_clinical_synthetic
+
+    monkeypatch.setenv("MEDSSL_CACHE", str(tmp_path))
+    root = ensure_clinical_synthetic("bd", 24, (8, 8, 8))
+    stamp = (root / "synthetic.json").stat().st_mtime_ns
+    assert ensure_clinical_synthetic("bd", 24, (8, 8, 8)) == root
+    assert (root / "synthetic.json").stat().st_mtime_ns == stamp
+    cfg = load_config("configs/finetune/bd.yaml", ["data.synthetic_subjects=24", "data.synthetic_shape=[8,8,8]"],
+                      FinetuneConfig)
+    table = open_task_cohort(cfg.data).table
+    assert set(table.diagnosis) == {"bd", "control"} and set(table.split) == {
+        "train", "internal_test", "external_test"}
