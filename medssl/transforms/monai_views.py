@@ -1,0 +1,182 @@
+"""The per-sample MONAI path of the view presets, for CPU DataLoader workers.
+
+``monai_view_transform(preset, **kw)`` returns a MONAI ``Compose`` of dict transforms on key
+``"image"`` (a ``(C, D, H, W)`` tensor or array) implementing the same :class:`OpSpec` list as
+``VIEWS.build(preset, **kw)``, one sample at a time, and ending in a plain float32 tensor.
+
+MONAI transforms reused as they are: ``RandFlipd`` (inside ``OneOf`` to pick the axis),
+``RandCoarseDropoutd`` (one hole), ``RandSpatialCropd`` + ``Resized`` (trilinear), ``RandAffined``,
+``RandBiasFieldd``. Two are subclassed because their sampling differs from the y-aware recipe:
+``RandGaussianSmooth`` draws one sigma per axis (y-aware blurs isotropically) and
+``RandGaussianNoise`` draws its std from ``U(0, std)`` (y-aware: ``U(0.1, 1)``). Sizes that depend on
+the volume (cutout box, crop size, shift in voxels) are resolved per input shape by :class:`PerShape`.
+
+Randomness comes from each transform's ``numpy.random.RandomState``: call ``set_random_state(seed)``
+on the result, and give every DataLoader worker its own seed (``monai.data.DataLoader`` or
+``worker_init_fn=monai.data.utils.worker_init_fn``), or the workers repeat each other's views.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    Identityd,
+    Lambdad,
+    MapTransform,
+    OneOf,
+    RandAffined,
+    RandBiasFieldd,
+    RandCoarseDropoutd,
+    RandFlipd,
+    RandGaussianNoised,
+    RandGaussianSmoothd,
+    Randomizable,
+    RandSpatialCropd,
+    Resized,
+)
+from monai.transforms.intensity.array import RandGaussianNoise, RandGaussianSmooth
+from monai.utils import MAX_SEED
+
+from medssl.transforms.views import OpSpec, preset_ops
+
+KEY = "image"
+
+
+class _IsotropicSmooth(RandGaussianSmooth):
+    """``RandGaussianSmooth`` with one sigma for all axes (MONAI draws one per axis)."""
+
+    def randomize(self, data: Any | None = None) -> None:
+        super().randomize(data)
+        self.y = self.z = self.x
+
+
+class RandIsotropicGaussianSmoothd(RandGaussianSmoothd):
+    """``RandGaussianSmoothd`` with an isotropic ``sigma ~ U(sigma_range)`` (voxels)."""
+
+    def __init__(self, keys: Any, sigma_range: Sequence[float], prob: float) -> None:
+        super().__init__(keys, prob=prob)
+        self.rand_smooth = _IsotropicSmooth(sigma_x=tuple(sigma_range), prob=1.0)
+
+
+class _UniformStdNoise(RandGaussianNoise):
+    """``RandGaussianNoise`` with ``std ~ U(low, high)`` (MONAI samples ``U(0, std)``)."""
+
+    def __init__(self, std_range: Sequence[float]) -> None:
+        super().__init__(prob=1.0, std=float(std_range[1]), sample_std=False)
+        self.std_range = (float(std_range[0]), float(std_range[1]))
+
+    def randomize(self, img: Any, mean: float | None = None) -> None:
+        self.std = float(self.R.uniform(*self.std_range))
+        super().randomize(img, mean)
+
+
+class RandUniformStdGaussianNoised(RandGaussianNoised):
+    """``RandGaussianNoised`` whose std is drawn from ``U(std_range)`` per call."""
+
+    def __init__(self, keys: Any, std_range: Sequence[float], prob: float) -> None:
+        super().__init__(keys, prob=prob)
+        self.rand_gaussian_noise = _UniformStdNoise(std_range)
+
+
+class PerShape(Randomizable, MapTransform):
+    """Build (once per spatial shape) and apply a transform whose sizes depend on the input shape.
+
+    Args:
+        keys: keys to transform (all must share one spatial shape).
+        factory: ``factory(shape (D, H, W)) -> transform``.
+    """
+
+    def __init__(self, keys: Any, factory: Callable[[tuple[int, ...]], Callable]) -> None:
+        MapTransform.__init__(self, keys)
+        self.factory = factory
+        self._cache: dict[tuple[int, ...], Callable] = {}
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> PerShape:
+        super().set_random_state(seed, state)
+        self._cache.clear()
+        return self
+
+    def randomize(self, data: Any = None) -> None:  # the inner transform draws its own parameters
+        return None
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        shape = tuple(int(n) for n in data[self.keys[0]].shape[1:])
+        if shape not in self._cache:
+            inner = self.factory(shape)
+            if isinstance(inner, Randomizable):
+                inner.set_random_state(seed=int(self.R.randint(MAX_SEED, dtype="uint32")))
+            self._cache[shape] = inner
+        return self._cache[shape](dict(data))
+
+
+def _flip(p: float, axes: Sequence[int]) -> Callable:
+    return OneOf([RandFlipd(KEY, prob=p, spatial_axis=int(a)) for a in axes])
+
+
+def _cutout(shape: tuple[int, ...], p: float, fraction: float, value: float) -> Callable:
+    size = [max(1, math.ceil(fraction * n)) for n in shape]
+    return RandCoarseDropoutd(KEY, holes=1, spatial_size=size, fill_value=value, prob=p)
+
+
+def _crop_resize(shape: tuple[int, ...], p: float, scale: float) -> Callable:
+    roi = [max(1, math.ceil(scale * n)) for n in shape]
+    crop = Compose([RandSpatialCropd(KEY, roi_size=roi, random_size=False),
+                    Resized(KEY, spatial_size=shape, mode="trilinear")])
+    return crop if p >= 1 else OneOf([crop, Identityd(KEY)], weights=[p, 1 - p])
+
+
+def _affine(shape: tuple[int, ...], p: float, rotate_deg: float, scale: float, translate: float) -> Callable:
+    return RandAffined(KEY, prob=p, rotate_range=[math.radians(rotate_deg)] * 3,
+                       scale_range=[scale] * 3, translate_range=[translate * n for n in shape],
+                       mode="bilinear", padding_mode="border")
+
+
+def _per_shape(factory: Callable[..., Callable]) -> Callable[..., PerShape]:
+    """``(p, **params) -> PerShape`` of ``factory(shape, p, **params)`` (picklable for spawn workers)."""
+    return lambda p, **params: PerShape(KEY, partial(factory, p=p, **params))
+
+
+MONAI_OPS: dict[str, Callable[..., Callable]] = {
+    "flip": _flip,
+    "blur": lambda p, sigma: RandIsotropicGaussianSmoothd(KEY, sigma_range=sigma, prob=p),
+    "noise": lambda p, sigma: RandUniformStdGaussianNoised(KEY, std_range=sigma, prob=p),
+    "cutout": _per_shape(_cutout),
+    "crop_resize": _per_shape(_crop_resize),
+    "bias_field": lambda p, degree, coeff_range: RandBiasFieldd(KEY, degree=degree,
+                                                                coeff_range=tuple(coeff_range), prob=p),
+    "affine": _per_shape(_affine),
+}
+
+
+def _copy(image: Any) -> Any:
+    return image.clone() if isinstance(image, torch.Tensor) else np.array(image, copy=True)
+
+
+def monai_transform(specs: Sequence[OpSpec]) -> Compose:
+    """A MONAI ``Compose`` for an :class:`OpSpec` list, ending in a float32 ``torch.Tensor``.
+
+    The image is copied first: some MONAI transforms (``RandCoarseDropoutd``) write into their input,
+    which would leak one view's cutout into the sample and the next view.
+    """
+    ops = [MONAI_OPS[s.name](s.p, **s.params) for s in specs if s.p > 0]
+    first = [Lambdad(KEY, _copy)] if ops else []
+    return Compose([*first, *ops, EnsureTyped(KEY, data_type="tensor", dtype=torch.float32,
+                                                 track_meta=False)])
+
+
+def monai_view_transform(preset: str, **kwargs: Any) -> Compose:
+    """Per-sample MONAI pipeline of ``preset`` (kwargs as for ``VIEWS.build(preset, **kwargs)``).
+
+    Returns:
+        ``Compose`` mapping ``{"image": (C, D, H, W)} -> {"image": float32 tensor (C, D, H, W)}``;
+        each call draws new parameters.
+    """
+    return monai_transform(preset_ops(preset, **kwargs))

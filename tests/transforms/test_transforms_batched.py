@@ -1,0 +1,149 @@
+"""Batched torch augmentations: exact maths against independent computations, per-sample randomness."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.transforms import RandBiasField
+from scipy.ndimage import gaussian_filter
+
+from medssl.transforms.base import apply_per_axis
+from medssl.transforms.intensity import BiasField, GaussianBlur, GaussianNoise, legendre_bias_field
+from medssl.transforms.spatial import (
+    CropResize,
+    Cutout,
+    RandomAffine,
+    RandomFlip,
+    affine_theta,
+    crop_resize_matrix,
+)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_flip_is_an_exact_reversal_along_the_axis() -> None:
+    x = torch.randn(3, 1, 5, 6, 7)
+    for axis in range(3):
+        assert torch.equal(RandomFlip(1.0, axes=[axis])(x), x.flip(2 + axis))
+
+
+def test_flip_is_per_sample() -> None:
+    x = torch.randn(16, 1, 5, 6, 7)
+    out = RandomFlip(0.5)(x, gen())
+    kinds = []
+    for b in range(16):
+        candidates = [x[b]] + [x[b].flip(1 + a) for a in range(3)]
+        matches = [i for i, c in enumerate(candidates) if torch.equal(out[b], c)]
+        assert matches, "every sample is either untouched or flipped along exactly one axis"
+        kinds.append(matches[0])
+    assert 0 in kinds and len(set(kinds)) >= 3  # some untouched, several different axes
+
+
+def test_noise_std_matches_sigma_and_varies_per_sample() -> None:
+    zeros = torch.zeros(4, 1, 32, 32, 32)
+    out = GaussianNoise(1.0, sigma=(0.3, 0.3))(zeros, gen())
+    torch.testing.assert_close(out.std(dim=(1, 2, 3, 4)), torch.full((4,), 0.3), rtol=0.02, atol=0)
+    stds = GaussianNoise(1.0, sigma=(0.1, 1.0))(torch.zeros(8, 1, 24, 24, 24), gen()).std(dim=(1, 2, 3, 4))
+    assert stds.min() > 0.09 and stds.max() < 1.01 and stds.max() - stds.min() > 0.2
+
+
+def test_blur_matches_scipy_gaussian_filter_with_nearest_borders() -> None:
+    x = torch.randn(2, 1, 10, 12, 14, dtype=torch.float64)
+    out = GaussianBlur(1.0, sigma=(1.0, 1.0))(x, gen())
+    for b in range(2):  # scipy 'nearest' = edge replication; truncate 4 -> the same 9-tap kernel
+        want = gaussian_filter(x[b, 0].numpy(), sigma=1.0, mode="nearest", truncate=4.0)
+        np.testing.assert_allclose(out[b, 0].numpy(), want, atol=1e-6)
+
+
+def test_blur_sigma_is_per_sample() -> None:
+    x = torch.randn(6, 1, 12, 12, 12)
+    out = GaussianBlur(1.0, sigma=(0.1, 1.0))(x, gen(3))
+    roughness = (out[..., 1:] - out[..., :-1]).abs().mean(dim=(1, 2, 3, 4))
+    assert roughness.max() / roughness.min() > 1.3  # different sigmas smooth by different amounts
+
+
+def test_cutout_zeroes_a_quarter_side_box() -> None:
+    x = torch.ones(8, 1, 16, 20, 24)
+    out = Cutout(1.0, fraction=0.25)(x, gen())
+    zeros = out == 0
+    assert (zeros.sum(dim=(1, 2, 3, 4)) == 4 * 5 * 6).all()
+    starts = set()
+    for b in range(8):
+        idx = zeros[b, 0].nonzero()
+        lo, hi = idx.min(0).values, idx.max(0).values
+        assert (hi - lo + 1).tolist() == [4, 5, 6]  # one solid box
+        starts.add(tuple(lo.tolist()))
+    assert len(starts) >= 4
+
+
+def test_crop_resize_matrix_matches_interpolate_of_the_crop() -> None:
+    x = torch.randn(3, 1, 20, 24, 17, dtype=torch.float64)
+    sizes, starts = (15, 18, 13), [(1, 0, 3), (5, 6, 0), (0, 3, 4)]
+    mats = [crop_resize_matrix(torch.tensor([s[a] for s in starts]), sizes[a], n)
+            for a, n in enumerate(x.shape[2:])]
+    out = apply_per_axis(x, mats)
+    for b, (i, j, k) in enumerate(starts):
+        crop = x[b:b + 1, :, i:i + 15, j:j + 18, k:k + 13]
+        want = F.interpolate(crop, size=(20, 24, 17), mode="trilinear", align_corners=False)
+        torch.testing.assert_close(out[b:b + 1], want, rtol=0, atol=1e-10)
+
+
+def test_crop_resize_is_per_sample_and_scale_one_is_identity() -> None:
+    x = torch.randn(6, 1, 16, 16, 16)
+    out = CropResize(1.0, scale=0.75)(x, gen())
+    assert not torch.allclose(out, x)
+    assert len({round(float(v), 4) for v in out.flatten(1)[:, 0]}) > 1
+    torch.testing.assert_close(CropResize(1.0, scale=1.0)(x, gen()), x)
+
+
+def test_bias_field_is_monai_legendre_field() -> None:
+    coeffs = torch.randn(2, 20, dtype=torch.float64) * 0.1
+    want = np.stack([RandBiasField()._generate_random_field((5, 7, 6), 3, c.tolist()) for c in coeffs])
+    np.testing.assert_allclose(legendre_bias_field(coeffs, (5, 7, 6), 3).numpy(), want, atol=1e-6)
+    x = torch.ones(4, 1, 8, 8, 8)
+    out = BiasField(1.0, coeff_range=(-0.2, 0.2))(x, gen())
+    assert (out > 0).all() and not torch.allclose(out[0], out[1])
+
+
+def test_affine_theta_rotates_rigidly_and_shifts_in_voxels() -> None:
+    x = torch.randn(1, 1, 6, 8, 8)
+
+    def warp(angles: list[float], shifts: list[float]) -> torch.Tensor:
+        theta = affine_theta(torch.tensor([angles]), torch.ones(1, 3), torch.tensor([shifts]), x.shape[2:])
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, align_corners=False, padding_mode="border")
+
+    torch.testing.assert_close(warp([0, 0, math.pi / 2], [0, 0, 0]), torch.rot90(x, 1, dims=(3, 4)),
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(warp([0, 0, 0], [0.25, 0, 0])[..., :6], x[..., 2:], rtol=0, atol=1e-5)
+    zero = RandomAffine(1.0, rotate_deg=0, scale=0, translate=0)
+    torch.testing.assert_close(zero(x), x, rtol=0, atol=1e-5)
+    assert not torch.allclose(RandomAffine(1.0)(x, gen()), x, atol=1e-3)
+
+
+@pytest.mark.parametrize("op", [RandomFlip(0.5), GaussianBlur(0.5), GaussianNoise(0.5), Cutout(0.5),
+                                CropResize(0.5), BiasField(0.5), RandomAffine(0.5)],
+                         ids=lambda op: type(op).__name__)
+def test_op_applies_to_some_samples_only_keeps_dtype_and_is_seeded(op: torch.nn.Module) -> None:
+    x = torch.randn(12, 1, 12, 12, 12, dtype=torch.float64)
+    out = op(x, gen(1))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    same = [torch.equal(out[b], x[b]) for b in range(12)]
+    assert any(same) and not all(same)
+    assert torch.equal(op(x, gen(1)), out)
+    assert not torch.equal(op(x, gen(2)), out)
+
+
+def test_bad_parameters_raise() -> None:
+    with pytest.raises(ValueError, match="probability"):
+        GaussianNoise(1.5)
+    with pytest.raises(ValueError, match="flip axes"):
+        RandomFlip(0.5, axes=[3])
+    with pytest.raises(ValueError, match="noise sigma"):
+        GaussianNoise(0.5, sigma=(1.0, 0.1))

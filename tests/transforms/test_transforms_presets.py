@@ -1,0 +1,112 @@
+"""View presets: registry, ViewAugmenter contract, and the MONAI per-sample path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.transforms import Compose
+
+import medssl  # noqa: F401
+from medssl.errors import ConfigError
+from medssl.registry import VIEWS
+from medssl.transforms import ViewAugmenter, monai_view_transform
+from medssl.transforms.monai_views import RandIsotropicGaussianSmoothd
+
+PRESETS = ["yaware", "cutout", "none", "full"]
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_presets_are_registered_with_their_published_ops() -> None:
+    assert set(PRESETS) <= set(VIEWS.names())
+    names = {p: [s.name for s in VIEWS.build(p).specs] for p in PRESETS}
+    assert names["yaware"] == ["flip", "blur", "noise", "cutout", "crop_resize"]
+    assert names["cutout"] == ["cutout"] and names["none"] == []
+    assert names["full"] == ["flip", "affine", "bias_field", "blur", "noise", "cutout", "crop_resize"]
+    yaware = VIEWS.build("yaware")
+    assert all(op.p == 0.5 for op in yaware.ops)
+    assert yaware.ops[1].sigma == (0.1, 1.0) and yaware.ops[2].sigma == (0.1, 1.0)
+    assert yaware.ops[3].fraction == 0.25 and yaware.ops[4].scale == 0.75
+    assert VIEWS.build("cutout").ops[0].p == 1.0
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_view_augmenter_contract(preset: str) -> None:
+    aug = VIEWS.build(preset)
+    assert isinstance(aug, ViewAugmenter)
+    x = torch.randn(4, 1, 16, 20, 16)
+    original = x.clone()
+    out = aug(x, gen(0))
+    assert torch.equal(x, original)
+    assert out.shape == x.shape and out.dtype == x.dtype and torch.isfinite(out).all()
+    assert torch.equal(aug(x, gen(0)), out)
+    if preset == "none":
+        assert torch.equal(out, x) and torch.equal(aug(x), x)
+    else:
+        assert not torch.equal(aug(x, gen(1)), out)
+        view1, view2 = aug(x), aug(x)  # global RNG: two different views
+        assert not torch.equal(view1, view2)
+
+
+def test_yaware_views_differ_across_the_batch_of_identical_volumes() -> None:
+    x = torch.randn(1, 1, 16, 16, 16).expand(8, -1, -1, -1, -1).contiguous()
+    out = VIEWS.build("yaware", p=1.0)(x, gen())
+    assert len({tuple(v[:5].tolist()) for v in out.flatten(1)}) == 8
+
+
+def test_preset_kwargs_are_checked() -> None:
+    with pytest.raises(ConfigError, match="noise_sigma"):
+        VIEWS.build("yaware", noise_sigm=(0.1, 1.0))
+    with pytest.raises(ConfigError, match="unknown key"):
+        monai_view_transform("none", p=0.5)
+    with pytest.raises(ValueError, match="batch"):
+        VIEWS.build("yaware")(torch.randn(1, 8, 8, 8))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_monai_path_shape_type_and_per_sample_randomness(preset: str) -> None:
+    tr = monai_view_transform(preset)
+    assert isinstance(tr, Compose)
+    tr.set_random_state(0)
+    img = torch.randn(1, 16, 20, 16)
+    original = img.clone()
+    views = [tr({"image": img})["image"] for _ in range(3)]
+    assert torch.equal(img, original), "the MONAI path must not write into the sample"
+    for v in views:
+        assert type(v) is torch.Tensor and v.dtype == torch.float32 and v.shape == img.shape
+    tr.set_random_state(0)
+    assert torch.equal(tr({"image": img})["image"], views[0])
+    if preset == "none":
+        assert all(torch.equal(v, img) for v in views)
+    else:
+        assert not torch.equal(views[0], views[1]) or not torch.equal(views[1], views[2])
+
+
+def test_monai_ops_follow_the_yaware_sampling() -> None:
+    flip = monai_view_transform("yaware", p=1.0, flip_axes=[2])  # transforms[0] copies the image
+    ones = torch.ones(1, 16, 20, 24)
+    cut = monai_view_transform("cutout").set_random_state(1)({"image": ones})["image"]
+    assert int((cut == 0).sum()) == 4 * 5 * 6
+    noise = monai_view_transform("yaware", p=1.0, noise_sigma=(0.3, 0.3)).transforms[3]
+    out = noise({"image": torch.zeros(1, 32, 32, 32)})["image"]
+    assert abs(float(out.std()) - 0.3) < 0.006
+    blur = flip.transforms[2]
+    assert isinstance(blur, RandIsotropicGaussianSmoothd)
+    blur.set_random_state(0)
+    blur({"image": ones})
+    inner = blur.rand_smooth
+    assert 0.1 <= inner.x <= 1.0 and inner.x == inner.y == inner.z
+    x = torch.randn(1, 6, 7, 8)
+    flipper = flip.transforms[1]
+    assert torch.equal(torch.as_tensor(flipper({"image": x})["image"]), x.flip(3))
+
+
+def test_monai_path_pickles_for_spawned_workers() -> None:
+    import pickle
+
+    tr = monai_view_transform("full")
+    tr({"image": torch.randn(1, 12, 12, 12)})  # builds the per-shape transforms
+    copy = pickle.loads(pickle.dumps(tr))
+    assert copy({"image": torch.randn(1, 12, 12, 12)})["image"].shape == (1, 12, 12, 12)
