@@ -103,18 +103,9 @@ def evaluate(
     per_fold, preds = _score_all(X, meta, folds, n_jobs)
     metrics: dict[str, Any] = average_folds(per_fold)
 
-    internal = folds[0].internal_test
-    from torch.utils.data import Subset
-
-    z1, z2 = view_pair_features(encoder, Subset(dataset, internal[:256].tolist()), alignment_views, dev,
-                                batch_size, seed)
-    metrics.update(alignment=alignment(z1, z2), uniformity=uniformity(X[internal]),
-                   alignment_views=alignment_views, n_alignment_pairs=len(z1))
-    for name in alt_probes:
-        pair = ALTERNATIVE_PROBES[name]
-        alt, _ = _score_all(X, meta, folds, n_jobs, pair["age"], pair["site"])
-        metrics.setdefault("alternative_probes", {})[name] = {
-            "label": "NOT the challenge protocol", **{k: average_folds(alt).get(k) for k in ALT_KEYS}}
+    metrics.update(_geometry(encoder, dataset, X, folds[0].internal_test, alignment_views, dev, batch_size, seed))
+    if alt_probes:
+        metrics["alternative_probes"] = _alternatives(X, meta, folds, alt_probes, n_jobs)
     base: dict[str, dict[str, Any]] = {}
     if baselines:
         base = _baselines(X, meta, folds, dataset, baseline_features, dev, batch_size, num_workers, progress, n_jobs)
@@ -128,6 +119,27 @@ def evaluate(
     )
     _write(out, metrics, pd.concat(preds, ignore_index=True), X, meta, cohort.site_names, base)
     return metrics
+
+
+def _geometry(encoder: Any, dataset: Any, X: np.ndarray, internal: np.ndarray, views: str, dev: Any,
+              batch_size: int, seed: int) -> dict[str, Any]:
+    """Alignment of two ``views`` of (at most 256) internal-test scans; uniformity of all internal-test features."""
+    from torch.utils.data import Subset
+
+    z1, z2 = view_pair_features(encoder, Subset(dataset, internal[:256].tolist()), views, dev, batch_size, seed)
+    return {"alignment": alignment(z1, z2), "uniformity": uniformity(X[internal]), "alignment_views": views,
+            "n_alignment_pairs": len(z1)}
+
+
+def _alternatives(X: np.ndarray, meta: pd.DataFrame, folds: list[Any], names: Sequence[str],
+                  n_jobs: int | None) -> dict[str, Any]:
+    """Fold-mean results of the opt-in probes, each labelled as outside the challenge protocol."""
+    out = {}
+    for name in names:
+        pair = ALTERNATIVE_PROBES[name]
+        per_fold, _ = _score_all(X, meta, folds, n_jobs, pair["age"], pair["site"])
+        out[name] = {"label": "NOT the challenge protocol", **{k: average_folds(per_fold).get(k) for k in ALT_KEYS}}
+    return out
 
 
 def _baselines(X: np.ndarray, meta: pd.DataFrame, folds: list[Any], dataset: Any, max_features: int,
