@@ -44,37 +44,36 @@ def _per_second(fn: Any, n: int) -> float:
 
 def feed(shape: tuple[int, int, int], n_files: int = 12) -> dict[str, Any]:
     """Volumes/s one single-threaded worker feeds from memory-mapped ``.npy`` volumes of ``shape``."""
+    return one_thread(lambda: _feed(shape, n_files))
+
+
+def _feed(shape: tuple[int, int, int], n_files: int) -> dict[str, Any]:
     from medssl.data import open_cohort
     from medssl.data.dataset import CohortDataset
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            rng = np.random.default_rng(0)
-            rows = ["participant_id,path,site,age,sex,split"]
-            for i in range(n_files):
-                vol = (rng.standard_normal((1, *shape), dtype=np.float32) * 0.2 + 0.5).clip(0, None)
-                np.save(Path(tmp) / f"s{i}.npy", vol)
-                rows.append(f"sub-{i},s{i}.npy,site{i % 3},{20 + i},{'male' if i % 2 else 'female'},train")
-            manifest = Path(tmp) / "manifest.csv"
-            manifest.write_text("\n".join(rows) + "\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        rows = ["participant_id,path,site,age,sex,split"]
+        for i in range(n_files):
+            vol = (rng.standard_normal((1, *shape), dtype=np.float32) * 0.2 + 0.5).clip(0, None)
+            np.save(Path(tmp) / f"s{i}.npy", vol)
+            rows.append(f"sub-{i},s{i}.npy,site{i % 3},{20 + i},{'male' if i % 2 else 'female'},train")
+        manifest = Path(tmp) / "manifest.csv"
+        manifest.write_text("\n".join(rows) + "\n")
 
-            def raw(i: int) -> np.ndarray:
-                x = np.array(np.load(Path(tmp) / f"s{i % n_files}.npy", mmap_mode="r"))
-                mean, std = float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
-                return (x - mean) / std  # float32: Python floats do not promote
+        def raw(i: int) -> np.ndarray:
+            x = np.array(np.load(Path(tmp) / f"s{i % n_files}.npy", mmap_mode="r"))
+            mean, std = float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
+            return (x - mean) / std  # float32: Python floats do not promote
 
-            out: dict[str, Any] = {"shape": list(shape), "files": n_files, "threads": 1,
-                                   "raw_npy_vol_per_s": round(_per_second(raw, n_files), 1)}
-            cohort = open_cohort(manifest)
-            plain = CohortDataset(cohort)
-            out["cohort_dataset_vol_per_s"] = round(_per_second(lambda i: plain[i % n_files], n_files), 1)
-            cropped = CohortDataset(cohort, shape=(128, 128, 128))
-            out["cohort_dataset_crop_pad_128_vol_per_s"] = round(
-                _per_second(lambda i: cropped[i % n_files], n_files), 1)
-    finally:
-        torch.set_num_threads(threads)
+        out: dict[str, Any] = {"shape": list(shape), "files": n_files, "threads": 1,
+                               "raw_npy_vol_per_s": round(_per_second(raw, n_files), 1)}
+        cohort = open_cohort(manifest)
+        plain = CohortDataset(cohort)
+        out["cohort_dataset_vol_per_s"] = round(_per_second(lambda i: plain[i % n_files], n_files), 1)
+        cropped = CohortDataset(cohort, shape=(128, 128, 128))
+        out["cohort_dataset_crop_pad_128_vol_per_s"] = round(
+            _per_second(lambda i: cropped[i % n_files], n_files), 1)
     return out
 
 
@@ -108,6 +107,16 @@ def tiny_step(config: Path, steps: int) -> dict[str, Any]:
             "step_s": round(t["median_s"], 4), "vol_per_s": round(2 * b / t["median_s"], 1), "timing": t}
 
 
+def one_thread(fn: Any) -> Any:
+    """``fn()`` with one torch thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(threads)
+
+
 def demo(timeout_s: float) -> dict[str, Any]:
     """Run ``medssl demo`` in a subprocess: wall time, CPU time and peak RSS.
 
@@ -123,8 +132,8 @@ def demo(timeout_s: float) -> dict[str, Any]:
                               capture_output=True, text=True, timeout=timeout_s)
         wall = time.perf_counter() - t
     if proc.returncode != 0:
-        raise RuntimeError(f"medssl demo exited {proc.returncode} after {wall:.0f} s: "
-                           f"{(proc.stdout + proc.stderr)[-500:]}")
+        tail = " | ".join(line.strip() for line in (proc.stdout + proc.stderr).splitlines()[-3:])
+        raise RuntimeError(f"medssl demo exited {proc.returncode} after {wall:.0f} s: {tail[-400:]}")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"command": "medssl demo", "wall_s": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "cpu_count": os.cpu_count()}
@@ -149,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         bench.run("demo", lambda: demo(args.demo_timeout))
     shape = (32, 32, 32) if args.smoke else (121, 145, 121)
     bench.run("feed", lambda: feed(shape, n_files=4 if args.smoke else 12))
-    bench.run("tiny_step", lambda: tiny_step(REPO / "configs" / "debug" / "tiny_cpu.yaml", 1 if args.smoke else 10))
+    tiny = REPO / "configs" / "debug" / "tiny_cpu.yaml"
+    bench.run("tiny_step", lambda: tiny_step(tiny, 1 if args.smoke else 10))
+    if not args.smoke:  # one thread: steadier than two on a shared VM (see shared/reference/performance.md)
+        bench.run("tiny_step_1thread", lambda: one_thread(lambda: tiny_step(tiny, 10)))
     bench.finish()
     return 0
 
