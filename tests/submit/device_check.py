@@ -122,14 +122,14 @@ def server(prep: Path, out: Path) -> None:
                "shape": list(features.shape), "finite": bool(np.isfinite(features).all()),
                "feature_std": float(features.std(0).mean())}
         np.save(out / f"{case}.npy", features[:4])
+        step.indices = [0, 1]
+        step.device_, step.model_ = torch.device("cpu"), step.model_.cpu()
+        cpu = pipe.predict(X)
+        row["max_abs_cuda_vs_cpu"] = float(np.abs(cpu - features[:2]).max())
+        row["max_abs_feature"] = float(np.abs(features[:2]).max())
+        step.device_, step.model_ = torch.device("cuda"), step.model_.cuda()
+        step.indices = None
         if case == "densenet121_vbm":
-            step.indices = [0, 1]
-            step.device_, step.model_ = torch.device("cpu"), step.model_.cpu()
-            cpu = pipe.predict(X)
-            row["max_abs_cuda_vs_cpu"] = float(np.abs(cpu - features[:2]).max())
-            row["max_abs_feature"] = float(np.abs(features[:2]).max())
-            step.device_, step.model_ = torch.device("cuda"), step.model_.cuda()
-            step.indices = None
             quick = np.random.default_rng(0).random((4, WIDTH))  # float64, as the kit's quick-test
             row["float64_ok"] = bool(np.isfinite(pipe.predict(quick)).all())
         results[case] = row
@@ -163,9 +163,13 @@ def medssl_stage(prep: Path, out: Path) -> None:
         rows = np.asarray(X[:4, start : start + int(masks[modality].sum())])
         vols = np.zeros((len(rows), 1, *masks[modality].shape), np.float32)
         vols[:, 0, masks[modality]] = rows
-        got = Embedder(encoder_path=str(Path("/tmp/enc") / case), preprocess=True, device="cuda").fit().transform(vols)
+        embedder = Embedder(encoder_path=str(Path("/tmp/enc") / case), preprocess=True, device="cuda").fit()
         exported = np.load(out / f"{case}.npy")[: len(rows)]
-        results[case] = {"max_abs_diff": float(np.abs(got - exported).max()), "max_abs": float(np.abs(got).max())}
+        tf32 = embedder.transform(vols)  # medssl's default: cuDNN may use TF32
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+            fp32 = embedder.transform(vols)
+        results[case] = {"max_abs_diff_fp32": float(np.abs(fp32 - exported).max()),
+                         "max_abs_diff_tf32": float(np.abs(tf32 - exported).max()), "max_abs": float(np.abs(fp32).max())}
         print(case, json.dumps(results[case]), flush=True)
     (out / "medssl.json").write_text(json.dumps(results, indent=2))
 

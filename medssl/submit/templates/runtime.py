@@ -181,8 +181,13 @@ class OpenBHBEmbedder(BaseEstimator):
         return features
 
     def embed_volumes(self, volumes):
-        """Volumes (B, D, H, W) float32 as stored -> features (B, F) float32."""
-        with torch.inference_mode():
+        """Volumes (B, D, H, W) float32 as stored -> features (B, F) float32.
+
+        cuDNN runs in full float32 (no TF32) with deterministic algorithms: TF32 convolutions move
+        the features by ~1e-4, which would break the match with medssl's CPU features (1e-5).
+        """
+        cudnn = torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False)
+        with cudnn, torch.inference_mode():
             x = torch.from_numpy(volumes)[:, None].to(self.device_)
             x = preprocess(x, self.meta_["preprocessing"])
             return self.model_(x).float().cpu().numpy()
