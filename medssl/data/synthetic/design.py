@@ -1,0 +1,82 @@
+"""The participants table of a synthetic cohort: sites, ages, sexes, TIV, diagnoses and splits.
+
+- ``n_sites`` training sites (codes ``0..S-1``) and ``n_external_sites`` held-out sites (``S..``) whose
+  subjects are all ``external_test``; each training site keeps ~20 % of its subjects (at least one) as
+  ``internal_test``. Site sizes are imbalanced (Dirichlet weights, at least 4 per training site and 2 per
+  external site).
+- Each site recruits its own age band (centre ~ Beta(1.3, 2) over the cohort's age range, skewed young
+  like OpenBHB; half-width 8-30 % of the range), so site and age are confounded.
+- Sex: per-site male proportion in [0.3, 0.7] (0.8 for ASD cases); TIV (cm^3) ~ 1500 (male) or 1350
+  (female) x LogNormal(0, 0.07).
+- Clinical cohorts: at every site half of the subjects are cases (at least one case and one control),
+  with a severity ~ U(0.5, 1.5) scaling the diagnosis effects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from medssl.errors import ConfigError
+
+COHORTS = {  # name -> (case label, age range, id prefix)
+    "healthy": ("control", (6.0, 88.0), 1),
+    "scz": ("scz", (18.0, 65.0), 2),
+    "bd": ("bd", (18.0, 65.0), 3),
+    "asd": ("asd", (6.0, 40.0), 4),
+}
+MIN_TRAIN_SITE, MIN_EXTERNAL_SITE = 4, 2
+
+
+def _site_sizes(n: int, n_sites: int, n_external: int, rng: np.random.Generator) -> np.ndarray:
+    minimum = np.array([MIN_TRAIN_SITE] * n_sites + [MIN_EXTERNAL_SITE] * n_external)
+    if n < minimum.sum():
+        raise ConfigError(
+            f"n_subjects={n} is too small for {n_sites} training and {n_external} external sites; "
+            f"use at least {minimum.sum()} (4 per training site, 2 per external site)"
+        )
+    weights = rng.dirichlet(np.full(len(minimum), 4.0))
+    return minimum + rng.multinomial(n - minimum.sum(), weights)
+
+
+def design_cohort(cohort: str, n_subjects: int, n_sites: int, n_external_sites: int,
+                  rng: np.random.Generator) -> pd.DataFrame:  # fmt: skip
+    """One row per subject: participant_id, study, sex, age, site, siteXacq, diagnosis, tiv, severity, split."""
+    if cohort not in COHORTS:
+        raise ConfigError(f"unknown synthetic cohort {cohort!r}; use one of {', '.join(COHORTS)}")
+    if n_sites < 1 or n_external_sites < 0:
+        raise ConfigError("n_sites must be >= 1 and n_external_sites >= 0")
+    case, (lo, hi), prefix = COHORTS[cohort]
+    sizes = _site_sizes(n_subjects, n_sites, n_external_sites, rng)
+    rows = []
+    for site, size in enumerate(sizes):
+        centre = lo + (hi - lo) * rng.beta(1.3, 2.0)
+        half = (hi - lo) * rng.uniform(0.08, 0.3)
+        a, b = max(lo, centre - half), min(hi, centre + half)
+        a, b = (a, max(b, a + 4.0)) if b - a < 4.0 else (a, b)
+        ages = rng.uniform(a, b, size=size)
+        if cohort == "healthy":
+            diagnosis = np.array(["control"] * size)
+        else:
+            n_cases = int(np.clip(round(size / 2), 1, size - 1))
+            diagnosis = rng.permutation(np.array([case] * n_cases + ["control"] * (size - n_cases)))
+        p_male = rng.uniform(0.3, 0.7)
+        male = rng.random(size) < np.where(diagnosis == "asd", 0.8, p_male)
+        tiv = np.where(male, 1500.0, 1350.0) * np.exp(rng.normal(0, 0.07, size=size))
+        severity = np.where(diagnosis == "control", 0.0, rng.uniform(0.5, 1.5, size=size))
+        if site < n_sites:
+            n_test = max(1, round(0.2 * size))
+            split = rng.permutation(["internal_test"] * n_test + ["train"] * (size - n_test))
+        else:
+            split = np.array(["external_test"] * size)
+        for i in range(size):
+            rows.append({
+                "study": f"synth-{cohort}", "sex": "male" if male[i] else "female",
+                "age": round(float(ages[i]), 2), "site": site, "siteXacq": site,
+                "diagnosis": diagnosis[i], "tiv": round(float(tiv[i]), 1),
+                "severity": round(float(severity[i]), 3), "split": split[i],
+            })  # fmt: skip
+    table = pd.DataFrame(rows)
+    ids = prefix * 10**11 + rng.choice(10**11, size=len(table), replace=False)
+    table.insert(0, "participant_id", [str(i) for i in ids])
+    return table
