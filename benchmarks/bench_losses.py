@@ -162,8 +162,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out", default=None, help="default: benchmarks/results/losses_<device>.json"
     )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)"
+    )
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     out = Path(
         args.out or Path(__file__).parent / "results" / f"losses_{args.device}.json"
