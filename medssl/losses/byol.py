@@ -1,7 +1,7 @@
 """The symmetric prediction losses of BYOL and SimSiam (self-distillation without negatives).
 
-With online predictions ``p1 = q(z1)``, ``p2 = q(z2)`` and targets ``t1``, ``t2`` (the target/teacher
-projections of the same two views), both treated as constants (stop-gradient), and
+With online predictions ``p1 = q(z1)``, ``p2 = q(z2)`` and targets ``t1``, ``t2`` (the
+target/teacher projections of the same two views), both treated as constants (stop-gradient), and
 ``cos(a, b) = <a, b> / (||a|| ||b||)`` averaged over the batch:
 
     normalized_mse  (BYOL, seed eq. 17): 1/2 ||p1^ - t2^||^2 + 1/2 ||p2^ - t1^||^2
@@ -49,7 +49,9 @@ class BYOLLoss(nn.Module):
         -2.0
     """
 
-    def __init__(self, kind: Literal["normalized_mse", "negative_cosine"] = "normalized_mse") -> None:
+    def __init__(
+        self, kind: Literal["normalized_mse", "negative_cosine"] = "normalized_mse"
+    ) -> None:
         super().__init__()
         if kind not in ("normalized_mse", "negative_cosine"):
             raise ValueError(f"kind must be 'normalized_mse' or 'negative_cosine', got {kind!r}")

@@ -75,7 +75,8 @@ class DINOLoss(nn.Module):
             raise ValueError("DINO needs >= 1 teacher view and >= 2 student views")
         for out in (*student_out, *teacher_out):
             if out.ndim != 2 or out.shape[1] != self.out_dim:
-                raise ValueError(f"DINO outputs must be (N, {self.out_dim}), got {tuple(out.shape)}")
+                raise ValueError(
+                    f"DINO outputs must be (N, {self.out_dim}), got {tuple(out.shape)}")
         dtype = torch.promote_types(student_out[0].dtype, torch.float32)
         teacher_probs = [
             F.softmax((t.detach().to(dtype) - self.center) / teacher_temperature, dim=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medssl.errors import ConfigError
+from medssl.errors import ConfigError, DataError
 
 
 def predictor_mlp(dim: int, hidden_dim: int) -> nn.Sequential:
@@ -22,8 +22,11 @@ def predictor_mlp(dim: int, hidden_dim: int) -> nn.Sequential:
 
 @torch.no_grad()
 def head_out_dim(head: nn.Module, in_features: int) -> int:
-    """The output size d of ``head`` (B, in_features) -> (B, d): its ``out_dim`` attribute if it has
-    one, else measured with one forward pass on zeros in eval mode (the training mode is restored)."""
+    """The output size d of ``head`` (B, in_features) -> (B, d).
+
+    Its ``out_dim`` attribute if it has one, else measured with one forward pass on zeros in eval
+    mode (the training mode is restored).
+    """
     out_dim = getattr(head, "out_dim", None)
     if isinstance(out_dim, int):
         return out_dim
@@ -47,7 +50,7 @@ def check_views(views: list[torch.Tensor], method: str, n: int = 2) -> None:
 
 
 def main_loss(loss: nn.Module | None) -> nn.Module | None:
-    """The objective itself: a ``CombinedObjective`` (what the pipeline builds) wraps it as ``.loss``."""
+    """The objective itself; a ``CombinedObjective`` (as the pipeline builds) holds it as ``.loss``."""
     from medssl.losses.combined import CombinedObjective
 
     return loss.loss if isinstance(loss, CombinedObjective) else loss
@@ -69,7 +72,7 @@ def refuse_loss(loss: nn.Module | None, method: str, allowed: type | None = None
 
 
 def as_output(value: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A loss value or a loss dict (``CombinedObjective``) as a training-step dict with ``"loss"``."""
+    """A loss value or a loss dict (``CombinedObjective``) as a step dict with ``"loss"``."""
     return dict(value) if isinstance(value, dict) else {"loss": value}
 
 
@@ -88,8 +91,6 @@ def check_input_shape(
 
 def check_batch_shape(x: torch.Tensor, shape: tuple[int, int, int], method: str) -> None:
     """``DataError`` when the batch volumes are not the shape the decoder was built for."""
-    from medssl.errors import DataError
-
     if tuple(x.shape[2:]) != shape:
         raise DataError(
             f"method {method!r} was built for volumes of shape {list(shape)} but the batch has "

@@ -5,7 +5,8 @@ an EMA copy (momentum cosine ``momentum_base -> momentum_end``, MoCo v3 style). 
 views v1, v2, queries ``q_i`` and keys ``k_i = key_net(v_i)`` (no gradient), the configured
 contrastive loss is evaluated symmetrically,
 
-    L = 1/2 [ loss(q1, k2, y, bias, queue_z=Q, queue_y=Q_y) + loss(q2, k1, y, bias, queue_z=Q, ...) ]
+    L = 1/2 [ loss(q1, k2, y, bias, queue_z=Q, queue_y=Q_y)
+            + loss(q2, k1, y, bias, queue_z=Q, queue_y=Q_y) ]
 
 where the queue (Q, Q_y) holds the keys and labels of the last ``queue_size`` samples (FIFO) and
 enters the loss as candidates that are never anchors (kernel-weighted positives when labels are
@@ -46,7 +47,8 @@ class MemoryQueue(nn.Module):
     def __init__(self, size: int, dim: int, label_dim: int = 1) -> None:
         super().__init__()
         if size < 1 or dim < 1 or label_dim < 0:
-            raise ValueError(f"need size >= 1, dim >= 1, label_dim >= 0; got {size}, {dim}, {label_dim}")
+            raise ValueError(
+                f"need size >= 1, dim >= 1, label_dim >= 0; got {size}, {dim}, {label_dim}")
         self.size, self.dim, self.label_dim = size, dim, label_dim
         self.register_buffer("embeddings", torch.zeros(size, dim))
         self.register_buffer("labels", torch.zeros(size, label_dim))
@@ -87,7 +89,8 @@ class MemoryQueue(nn.Module):
         index = (int(self.ptr) + rows) % self.size
         self.embeddings[index] = z
         if self.label_dim:
-            labels = gather_with_grad(y.detach().float().reshape(-1, self.label_dim))  # type: ignore[union-attr]
+            assert y is not None
+            labels = gather_with_grad(y.detach().float().reshape(-1, self.label_dim))
             self.labels[index] = labels[-z.shape[0]:]
         self.ptr.fill_((int(self.ptr) + z.shape[0]) % self.size)
         self.count.add_(z.shape[0])
@@ -133,8 +136,8 @@ class MoCo(nn.Module):
             raise ConfigError("method 'moco' needs a contrastive loss, e.g. 'loss: {name: yaware}'")
         if not accepts_queue(main_loss(loss)) or not accepts_queue(loss):  # type: ignore[arg-type]
             raise ConfigError(
-                f"loss {type(main_loss(loss)).__name__} does not take queue_z/queue_y, so it cannot "
-                f"use the MoCo memory queue; use one of the InfoNCE-family losses"
+                f"loss {type(main_loss(loss)).__name__} does not take queue_z/queue_y, so it "
+                f"cannot use the MoCo memory queue; use one of the InfoNCE-family losses"
             )
         if not 0.0 <= momentum_base <= momentum_end <= 1.0:
             raise ValueError(f"need 0 <= momentum_base <= momentum_end <= 1, got "

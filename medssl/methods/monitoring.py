@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 @torch.no_grad()
 def embedding_std(z: torch.Tensor) -> torch.Tensor:
-    """Mean per-dimension std of the L2-normalised rows of ``z`` (N, d); a scalar, 0 if collapsed."""
+    """Mean per-dimension std of the L2-normalised rows of ``z`` (N, d); 0 if collapsed."""
     if z.ndim != 2 or z.shape[0] < 2:
         raise ValueError(f"embedding_std needs (N >= 2, d) embeddings, got shape {tuple(z.shape)}")
     return F.normalize(z.float(), dim=1).std(dim=0).mean()
@@ -34,7 +34,7 @@ def embedding_std(z: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def effective_rank(z: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """Effective rank ``exp(H(p))`` of ``z`` (N, d), ``p`` = normalised singular values; a scalar."""
+    """Effective rank ``exp(H(p))`` of ``z`` (N, d), ``p`` the normalised singular values."""
     if z.ndim != 2:
         raise ValueError(f"effective_rank needs (N, d) embeddings, got shape {tuple(z.shape)}")
     s = torch.linalg.svdvals(z.float())

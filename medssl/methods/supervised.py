@@ -77,7 +77,8 @@ class SupervisedRegression(nn.Module):
         if not torch.isfinite(y).all():
             raise DataError(
                 f"{int((~torch.isfinite(y)).sum())} scans of the batch have a missing "
-                f"{self.label!r}; supervised pretraining needs it for every scan (filter the cohort)"
+                f"{self.label!r}; supervised pretraining needs it for every scan "
+                f"(filter the cohort)"
             )
         x = views[0] if views else batch["image"]
         error = self.predict(x) - y

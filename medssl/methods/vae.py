@@ -1,7 +1,8 @@
 """A 3D (beta-)VAE whose encoder is the backbone; the mean code is the representation.
 
-``h = backbone(x)`` (B, F), ``mu = W_mu h``, ``log sigma^2 = W_v h`` (B, L), ``z = mu + sigma * eps``,
-``x^ = decoder(z)``. Per sample, with a unit-variance Gaussian likelihood (constants dropped),
+``h = backbone(x)`` (B, F), ``mu = W_mu h``, ``log sigma^2 = W_v h`` (B, L),
+``z = mu + sigma * eps``, ``x^ = decoder(z)``. Per sample, with a unit-variance Gaussian
+likelihood (constants dropped),
 
     NLL = 1/2 sum_voxels (x - x^)^2,   KL = 1/2 sum_l (mu^2 + sigma^2 - 1 - log sigma^2)
     L = mean_batch (NLL + beta * KL) / n_voxels

@@ -12,7 +12,8 @@ its [min, max] range:
   the identity.
 - ``local_pixel_shuffle``: voxels are permuted inside small cubic windows, which keeps the global
   anatomy and the intensity histogram; shuffling no window (``fraction=0``) is the identity.
-  (A batched variant of the paper's random blocks: windows of a fixed grid, a random subset of them.)
+  (A batched variant of the paper's random blocks: windows of a fixed grid, a random subset of
+  them.)
 - ``paint``: in-painting replaces random boxes (1/6-1/3 of each axis) with uniform noise;
   out-painting replaces everything *outside* random boxes (3/7-4/7 of each axis) with noise.
   No box (in-painting) or a box covering the volume (out-painting) is the identity.
@@ -70,7 +71,7 @@ def bezier_intensity(x: torch.Tensor, controls: torch.Tensor, flip: torch.Tensor
 
 
 def local_pixel_shuffle(x: torch.Tensor, window: int, fraction: float) -> torch.Tensor:
-    """Permute voxels inside a random ``fraction`` of the ``window``^3 cubes of ``x`` (B, C, D, H, W).
+    """Permute voxels inside a random ``fraction`` of the ``window``^3 cubes of ``x`` (B, C, *S).
 
     The grid starts at the origin; voxels beyond the last whole window on an axis are left as is.
     """
@@ -111,7 +112,8 @@ def random_boxes(
         for axis, s in enumerate(size):
             side = (torch.empty(b, device=device).uniform_(*extent) * s).long().clamp(1, s)
             start = (torch.rand(b, device=device) * (s - side + 1)).long()
-            on_axis = (coords[axis][None] >= start[:, None]) & (coords[axis][None] < (start + side)[:, None])
+            pos = coords[axis][None]
+            on_axis = (pos >= start[:, None]) & (pos < (start + side)[:, None])
             shape = [b, 1, 1, 1, 1]
             shape[2 + axis] = s
             inside = inside & on_axis.view(shape)

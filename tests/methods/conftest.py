@@ -17,7 +17,8 @@ def tiny_backbone() -> TinyCNN3d:
 
 
 def tiny_head(in_dim: int = 32, out_dim: int = 16) -> nn.Module:
-    return nn.Sequential(nn.Linear(in_dim, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, out_dim))
+    return nn.Sequential(nn.Linear(in_dim, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                         nn.Linear(32, out_dim))
 
 
 @pytest.fixture

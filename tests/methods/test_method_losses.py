@@ -112,7 +112,7 @@ def test_byol_loss_equals_the_normalised_mse_formula_and_stops_target_gradients(
     assert p1.grad is not None and t1.grad is None and t2.grad is None
 
 
-def dino_reference(student: list, teacher: list, center: torch.Tensor, ts: float, tt: float) -> float:
+def dino_reference(student: list, teacher: list, center: np.ndarray, ts: float, tt: float) -> float:
     total, pairs = 0.0, 0
     for i, t in enumerate(teacher):
         for v, s in enumerate(student):
