@@ -16,8 +16,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baselines", action="store_true",
                    help="also score raw downsampled voxels, ComBat-harmonised voxels and ComBat-harmonised features")
     p.add_argument("--cv", default="fixed", choices=["fixed", "site_kfold", "leave_sites_out"],
-                   help="fixed: the cohort's train/internal_test/external_test splits (default); site_kfold and "
-                   "leave_sites_out build folds grouped by participant with unseen external sites")
+                   help="fixed: the cohort's train/internal_test/external_test splits (default); site_kfold: k "
+                   "folds stratified by site over the sites seen in train, the unseen sites as external test; "
+                   "leave_sites_out: each fold holds out a group of sites as external test")
     p.add_argument("--folds", type=int, default=None, help="number of folds for --cv site_kfold/leave_sites_out")
     p.add_argument("--probes", nargs="*", default=[], choices=["scaled", "knn", "mlp"],
                    help="extra probes, reported separately and labelled as NOT the challenge protocol")

@@ -77,8 +77,9 @@ def evaluate(
     """Evaluate a frozen encoder (run folder or ``encoder.pt``) on a cohort; returns ``metrics``.
 
     Every scan is embedded once (eval mode, no grad, the card's preprocessing); the RAMP probes are fitted
-    per fold on the train rows (``cv``: ``fixed`` = the cohort's splits, ``site_kfold``, ``leave_sites_out``
-    with ``cv_kwargs``); the top-level numbers are the fold means. ``alt_probes`` (``scaled``, ``knn``,
+    per fold on the train rows (``cv``: ``fixed`` = the cohort's splits; ``site_kfold``, whose external
+    sites default to the cohort's sites unseen in ``train``; ``leave_sites_out``; options in ``cv_kwargs``);
+    the top-level numbers are the fold means. ``alt_probes`` (``scaled``, ``knn``,
     ``mlp``) add labelled non-challenge results; ``baselines`` adds raw-voxel and ComBat rows (raw volumes
     average-pooled to at most ``baseline_features`` voxels).
 
@@ -99,7 +100,10 @@ def evaluate(
     X, meta = extract_features(encoder, dataset, dev, batch_size, num_workers, progress)
     if not np.isfinite(X).all():
         raise DataError("the encoder produced NaN/inf features; check the weights and the input intensities")
-    folds = make_folds(cohort.table, cv, **(cv_kwargs or {}))
+    cv_kwargs = dict(cv_kwargs or {})
+    if cv == "site_kfold":  # the cohort's unseen sites stay external unless told otherwise
+        cv_kwargs.setdefault("external_sites", list(cohort.unseen_sites))
+    folds = make_folds(cohort.table, cv, **cv_kwargs)
     per_fold, preds = _score_all(X, meta, folds, n_jobs)
     metrics: dict[str, Any] = average_folds(per_fold)
 
