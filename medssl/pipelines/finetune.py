@@ -32,7 +32,13 @@ from medssl.pipelines.finetune_fit import (
     oversample,
     predict_proba,
 )
-from medssl.pipelines.finetune_init import Init, build_classifier, guard_leakage, open_task_cohort, resolve_inits
+from medssl.pipelines.finetune_init import (
+    Init,
+    build_classifier,
+    guard_leakage,
+    open_task_cohort,
+    resolve_inits,
+)
 from medssl.pipelines.finetune_report import (
     disease_score,
     plot_label_fraction,
@@ -212,7 +218,8 @@ def _write_outputs(run_dir: Path, cfg: FinetuneConfig, classes: list[str], inits
         **{k: headline[k] for k in summary_keys},
         "init": headline["init_source"], "inits": [i.source for i in inits],
         "recipe": cfg.finetune.recipe, "classes": classes, "positive": classes[1:],
-        "control": classes[0], "label_counts": headline["runs"][0]["label_counts"], "repeats": cfg.finetune.repeats,
+        "control": classes[0], "label_counts": headline["runs"][0]["label_counts"],
+        "repeats": cfg.finetune.repeats,
         "ensemble": cfg.finetune.ensemble, "leakage": {"mode": cfg.finetune.leakage, "checks": leakage},
         "trainable_prefixes": {i.name: i.trainable_prefixes for i in inits},
         "results": results, "figures": {"roc": "roc.png"},
@@ -229,10 +236,12 @@ def _write_outputs(run_dir: Path, cfg: FinetuneConfig, classes: list[str], inits
 def _check(cfg: FinetuneConfig) -> None:
     ft = cfg.finetune
     if ft.repeats < 1 or ft.ensemble < 1:
-        raise ConfigError(f"finetune.repeats and finetune.ensemble must be >= 1, got {ft.repeats}, {ft.ensemble}")
+        raise ConfigError("finetune.repeats and finetune.ensemble must be >= 1, "
+                          f"got {ft.repeats}, {ft.ensemble}")
     if ft.recipe == "linear" and ft.ensemble > 1:
         raise ConfigError("finetune.ensemble > 1 needs recipe partial or full: the linear recipe's "
                           "logistic head is deterministic, its ensemble members would be identical")
     sizes = cfg.train.n_labelled
     if sizes is not None and (not sizes or sorted(sizes) != list(sizes) or min(sizes) < 1):
-        raise ConfigError(f"train.n_labelled must be increasing positive sizes, e.g. [100, 300, 500]; got {sizes}")
+        raise ConfigError("train.n_labelled must be increasing positive sizes, e.g. [100, 300, 500]; "
+                          f"got {sizes}")

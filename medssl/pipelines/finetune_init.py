@@ -1,4 +1,4 @@
-"""Initialisations of ``medssl finetune`` (encoder files or scratch), the clinical cohort, the leakage guard."""
+"""``medssl finetune`` inputs: initialisations (encoders or scratch), the clinical cohort, leakage guard."""
 
 from __future__ import annotations
 
@@ -107,7 +107,8 @@ def resolve_inits(cfg: Any) -> list[Init]:
 def ensure_clinical_synthetic(kind: str, n_subjects: int, shape: tuple[int, ...], seed: int = 0) -> Path:
     """The synthetic clinical cohort ``kind`` (scz, bd, asd; NIfTI + manifest), generated once.
 
-    Cached like ``ensure_synthetic``: ``default_cache_dir()/synthetic-v<version>-<kind>-n<N>-<shape>-seed<s>``;
+    Cached like ``ensure_synthetic``, in
+    ``default_cache_dir()/synthetic-v<version>-<kind>-n<N>-<shape>-seed<s>``;
     6 training sites and 2 external ones (fewer for small ``n_subjects``).
     """
     from medssl.data.synthetic import default_cache_dir, make_synthetic_cohort
