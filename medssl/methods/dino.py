@@ -136,6 +136,13 @@ class DINO(nn.Module):
         z = self.head(self.backbone(x))
         return z, self.prototypes(z)
 
+    def local_views(self, global_views: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``n_local_crops`` local crops, the first ceil(n/2) from view 1, the others from view 2."""
+        size = tuple(max(1, round(s * self.local_crop_size)) for s in global_views[0].shape[2:])
+        counts = ((self.n_local_crops + 1) // 2, self.n_local_crops // 2)
+        return [crop for view, n in zip(global_views, counts) if n
+                for crop in local_crops(view, n, self.local_crop_scale, size)]  # type: ignore[arg-type]
+
     def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
         return self.training_step(batch, views)
@@ -143,15 +150,10 @@ class DINO(nn.Module):
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         check_views(views, "dino")
         global_views = list(views[:2])
-        size = tuple(max(1, round(s * self.local_crop_size)) for s in global_views[0].shape[2:])
         with torch.no_grad():
             teacher_out = [self.teacher(v) for v in global_views]
-            locals_ = [] if self.n_local_crops == 0 else [
-                crop for i in range(2) for crop in local_crops(
-                    global_views[i], (self.n_local_crops + 1 - i) // 2, self.local_crop_scale,
-                    size)  # type: ignore[arg-type]
-            ]
-        embeddings, student_out = zip(*(self.student(v) for v in global_views + locals_))
+            local_views = self.local_views(global_views)
+        embeddings, student_out = zip(*(self.student(v) for v in global_views + local_views))
         out = {"loss": self.criterion(list(student_out), teacher_out, float(self.tau_t))}
         out.update(self.monitor(embeddings[0].detach(), "DINO student embeddings"))
         out["teacher_temperature"] = self.tau_t.clone()

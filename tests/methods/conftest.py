@@ -34,7 +34,7 @@ def make_views(image: torch.Tensor, n: int = 2) -> list[torch.Tensor]:
     """Random per-sample flips along the last axis plus Gaussian noise (sigma 0.1)."""
     views = []
     for _ in range(n):
-        flip = (torch.rand(image.shape[0]) < 0.5).view(-1, 1, 1, 1, 1)
+        flip = (torch.rand(image.shape[0], device=image.device) < 0.5).view(-1, 1, 1, 1, 1)
         views.append(torch.where(flip, image.flip(-1), image) + 0.1 * torch.randn_like(image))
     return views
 
