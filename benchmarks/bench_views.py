@@ -22,8 +22,7 @@ from typing import Any
 import torch
 from torch.utils.benchmark import Timer
 
-import medssl  # noqa: F401  (fills VIEWS)
-from medssl.registry import VIEWS
+import medssl  # noqa: F401  (fills the registries)
 from medssl.transforms import OpSpec, ViewAugmenter, monai_transform, preset_ops
 from medssl.utils.io import write_json
 
@@ -45,7 +44,9 @@ def cases() -> dict[str, list[OpSpec]]:
     return out
 
 
-def bench(device: torch.device, batch: int, size: int, reps: int, threads: int, monai: bool) -> dict[str, Any]:
+def bench(
+    device: torch.device, batch: int, size: int, reps: int, threads: int, monai: bool
+) -> dict[str, Any]:
     x = torch.randn(batch, 1, size, size, size, device=device)
     rows = {}
     for name, specs in cases().items():
@@ -56,7 +57,9 @@ def bench(device: torch.device, batch: int, size: int, reps: int, threads: int, 
             samples = [x[i].clone() for i in range(batch)]
             per_batch = median_s(lambda: [transform({"image": s}) for s in samples], reps, threads)
             row["monai_per_sample_ms_per_volume"] = 1e3 * per_batch / batch
-            row["monai_over_torch"] = row["monai_per_sample_ms_per_volume"] / row["torch_batched_ms_per_volume"]
+            row["monai_over_torch"] = (
+                row["monai_per_sample_ms_per_volume"] / row["torch_batched_ms_per_volume"]
+            )
         rows[name] = {k: round(v, 2) for k, v in row.items()}
         print(f"{name:22s} " + "  ".join(f"{k}={v:.2f}" for k, v in rows[name].items()), flush=True)
     return rows

@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     item = dataset[args.subject]
     preset, backend = cfg.views["name"], cfg.views.get("backend", "torch")
     kwargs = component_kwargs(cfg.views, "VIEWS")
-    augmenter = monai_view_transform(preset, **kwargs) if backend == "monai" else VIEWS.build(preset, **kwargs)
+    if backend == "monai":
+        augmenter = monai_view_transform(preset, **kwargs)
+    else:
+        augmenter = VIEWS.build(preset, **kwargs)
     title = f"{item['participant_id']}: views {preset!r} ({backend}), seed {args.seed}"
     path = plot_views(item["image"], augmenter, args.out, n_views=args.n_views, seed=args.seed, title=title)
     print(path)

@@ -1,4 +1,4 @@
-"""Projection heads ``(B, in_dim) -> (B, out_dim)``, registered in ``HEADS``: ``mlp``, ``linear``, ``identity``.
+"""Projection heads ``(B, in_dim) -> (B, out_dim)`` in ``HEADS``: ``mlp``, ``linear``, ``identity``.
 
 Published heads (built by ``HEADS.build(name, in_dim=F, **kw)``):
 

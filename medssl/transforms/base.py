@@ -68,7 +68,8 @@ def apply_per_axis(x: torch.Tensor, mats: Sequence[torch.Tensor]) -> torch.Tenso
 
     Args:
         x: ``(B, C, D, H, W)``.
-        mats: ``(B, D, D)``, ``(B, H, H)``, ``(B, W, W)``; ``y[b, .., i, ..] = sum_j K[b, i, j] x[b, .., j, ..]``.
+        mats: ``(B, D, D)``, ``(B, H, H)``, ``(B, W, W)``;
+            ``y[b, .., i, ..] = sum_j K[b, i, j] x[b, .., j, ..]`` along each axis.
 
     Separable filters and separable resampling (blur, crop + linear resize) become three batched
     matmuls: no per-sample loop, and fast on CPU (MKL) and GPU alike. Computed in float32 (float64

@@ -89,7 +89,8 @@ def legendre_bias_field(coeffs: torch.Tensor, shape: Sequence[int], degree: int)
         shape: spatial ``(D, H, W)``.
 
     Returns:
-        ``(B, D, H, W)`` log-field in ``coeffs``' dtype (MONAI's ``_generate_random_field`` for the same coeffs).
+        ``(B, D, H, W)`` log-field in ``coeffs``' dtype (what MONAI's ``_generate_random_field``
+        gives for the same coefficients).
     """
     terms = legendre_terms(degree)
     if coeffs.shape[1] != len(terms):
@@ -97,14 +98,16 @@ def legendre_bias_field(coeffs: torch.Tensor, shape: Sequence[int], degree: int)
     mat = coeffs.new_zeros(coeffs.shape[0], degree + 1, degree + 1, degree + 1)
     i, j, k = (torch.tensor(idx, device=coeffs.device) for idx in zip(*terms))
     mat[:, i, j, k] = coeffs
-    polys = [_legendre(torch.linspace(-1.0, 1.0, n, device=coeffs.device, dtype=coeffs.dtype), degree) for n in shape]
+    grids = [torch.linspace(-1.0, 1.0, n, device=coeffs.device, dtype=coeffs.dtype) for n in shape]
+    polys = [_legendre(t, degree) for t in grids]
     field = torch.einsum("bijk,kw->bijw", mat, polys[2])
     field = torch.einsum("bijw,jh->bihw", field, polys[1])
     return torch.einsum("bihw,id->bdhw", field, polys[0])
 
 
 def _legendre(t: torch.Tensor, degree: int) -> torch.Tensor:
-    """``(degree + 1, n)`` Legendre polynomials by Bonnet's recursion (n+1) P_{n+1} = (2n+1) t P_n - n P_{n-1}."""
+    """``(degree + 1, n)`` Legendre polynomials at ``t`` by Bonnet's recursion
+    ``(n + 1) P_{n+1} = (2n + 1) t P_n - n P_{n-1}``."""
     p = [torch.ones_like(t), t]
     for n in range(1, degree):
         p.append(((2 * n + 1) * t * p[n] - n * p[n - 1]) / (n + 1))

@@ -99,7 +99,9 @@ class PerShape(Randomizable, MapTransform):
         self.factory = factory
         self._cache: dict[tuple[int, ...], Callable] = {}
 
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> PerShape:
+    def set_random_state(
+        self, seed: int | None = None, state: np.random.RandomState | None = None
+    ) -> PerShape:
         super().set_random_state(seed, state)
         self._cache.clear()
         return self

@@ -36,7 +36,8 @@ def make_views(volume: Any, augmenter: nn.Module | Callable, n_views: int = 4, s
         return augmenter(batch, torch.Generator().manual_seed(seed))[:, 0]
     if hasattr(augmenter, "set_random_state"):
         augmenter.set_random_state(seed)
-    return torch.stack([torch.as_tensor(augmenter({"image": vol.clone()})["image"])[0] for _ in range(n_views)])
+    views = [torch.as_tensor(augmenter({"image": vol.clone()})["image"])[0] for _ in range(n_views)]
+    return torch.stack(views)
 
 
 def plot_views(
@@ -59,7 +60,8 @@ def plot_views(
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
     vol = torch.as_tensor(np.asarray(volume), dtype=torch.float32).reshape(-1, *np.shape(volume)[-3:])[0]
-    rows = [("original", vol)] + [(f"view {i + 1}", v) for i, v in enumerate(make_views(vol, augmenter, n_views, seed))]
+    views = make_views(vol, augmenter, n_views, seed)
+    rows = [("original", vol)] + [(f"view {i + 1}", v) for i, v in enumerate(views)]
     vmin, vmax = np.percentile(vol.numpy(), [1, 99])
     fig = Figure(figsize=(3 * 3, 2.6 * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), 3, squeeze=False)

@@ -150,7 +150,8 @@ def affine_theta(angles: torch.Tensor, scales: torch.Tensor, shifts: torch.Tenso
         m[:, a, a], m[:, a, b], m[:, b, a], m[:, b, b] = c, -s, s, c
         return m
 
-    r = rot(cos[:, 2], sin[:, 2], (0, 1)) @ rot(cos[:, 1], sin[:, 1], (2, 0)) @ rot(cos[:, 0], sin[:, 0], (1, 2))
+    r_z, r_y = rot(cos[:, 2], sin[:, 2], (0, 1)), rot(cos[:, 1], sin[:, 1], (2, 0))
+    r = r_z @ r_y @ rot(cos[:, 0], sin[:, 0], (1, 2))
     half = torch.tensor([shape[2], shape[1], shape[0]], dtype=angles.dtype, device=angles.device) / 2
     lin = (r * scales[:, None, :]) * half[None, None, :] / half[None, :, None]
     return torch.cat([lin, 2 * shifts[:, :, None]], dim=2)
@@ -167,10 +168,14 @@ class RandomAffine(RandomOp):
         translate: maximal shift per axis, as a fraction of the size.
     """
 
-    def __init__(self, p: float, rotate_deg: float = 5.0, scale: float = 0.05, translate: float = 0.02) -> None:
+    def __init__(
+        self, p: float, rotate_deg: float = 5.0, scale: float = 0.05, translate: float = 0.02
+    ) -> None:
         super().__init__(p)
         if min(rotate_deg, scale, translate) < 0 or scale >= 1:
-            raise ValueError(f"affine ranges must be >= 0 (scale < 1), got {rotate_deg}, {scale}, {translate}")
+            raise ValueError(
+                f"affine ranges must be >= 0 (scale < 1), got {rotate_deg}, {scale}, {translate}"
+            )
         self.rotate_deg, self.scale, self.translate = float(rotate_deg), float(scale), float(translate)
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -89,7 +89,8 @@ def test_resnet_default_stem_is_stride_two() -> None:
 
 def test_alexnet_structure_and_minimum_size() -> None:
     model = BACKBONES.build("alexnet_3d").eval()
-    convs = [(k, tuple(v.shape)) for k, v in model.state_dict().items() if k.endswith("weight") and v.dim() == 5]
+    convs = [(k, tuple(v.shape)) for k, v in model.state_dict().items()
+             if k.endswith("weight") and v.dim() == 5]
     assert convs == [("features.0.weight", (64, 1, 5, 5, 5)), ("features.4.weight", (128, 64, 3, 3, 3)),
                      ("features.8.weight", (192, 128, 3, 3, 3)), ("features.11.weight", (192, 192, 3, 3, 3)),
                      ("features.14.weight", (128, 192, 3, 3, 3))]

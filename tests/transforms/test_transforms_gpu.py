@@ -35,7 +35,8 @@ def test_separable_resampling_agrees_between_cpu_and_cuda() -> None:
 
 @pytest.mark.parametrize("name", ["densenet121_3d", "resnet18_3d", "alexnet_3d"])
 def test_encoders_bf16_channels_last_checkpointed_on_cuda(name: str) -> None:
-    model = BACKBONES.build(name, activation_checkpointing=True).cuda().to(memory_format=torch.channels_last_3d)
+    model = BACKBONES.build(name, activation_checkpointing=True).cuda()
+    model = model.to(memory_format=torch.channels_last_3d)
     x = torch.randn(4, 1, 48, 56, 48, device="cuda").contiguous(memory_format=torch.channels_last_3d)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         out = model(x)
