@@ -109,9 +109,11 @@ def from_dict(schema: type[C], raw: dict[str, Any], prefix: str = "") -> C:
         default = getattr(defaults, name)
         where = prefix + name
         if "registry" in fld.metadata:
-            spec = merge(default, raw[name]) if isinstance(raw.get(name), dict) else default
             if name in raw and not isinstance(raw[name], dict):
                 raise ConfigError(f"{where} must be a mapping with a 'name', got {raw[name]!r}")
+            spec = merge(default, raw[name]) if name in raw else default
+            if name in raw and raw[name].get("name", default["name"]) != default["name"]:
+                spec = dict(raw[name])  # another component: the default's kwargs do not apply
             values[name] = check_component(fld.metadata["registry"], spec, where)
         elif dataclasses.is_dataclass(default):
             values[name] = from_dict(type(default), raw.get(name, {}) or {}, where + ".")
@@ -124,8 +126,6 @@ def from_dict(schema: type[C], raw: dict[str, Any], prefix: str = "") -> C:
 
 def check_component(registry_name: str, spec: dict[str, Any], where: str) -> dict[str, Any]:
     """Check ``spec = {"name": ..., **kwargs}`` against the named registry; return it unchanged."""
-    import medssl  # noqa: F401  (fills the registries)
-
     if spec is None or spec.get("name") in (None, "none"):
         return {"name": "none"}
     reg = getattr(registry, registry_name)

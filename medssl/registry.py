@@ -1,19 +1,34 @@
 """Named registries of components (backbones, heads, losses, kernels, views, methods, probes).
 
 A component registers itself with ``@LOSSES.register("yaware")`` in its own module; the subpackage
-``__init__`` imports its modules, so ``import medssl`` fills every registry. Configs select components by
-``name`` plus flat keyword arguments, checked against the factory's signature before any work starts.
+``__init__`` imports its modules. The first look-up in any registry imports those subpackages
+(``populate``), so ``import medssl`` stays fast (``medssl --help`` does not load MONAI) while every
+look-up sees every component. Configs select components by ``name`` plus flat keyword arguments, checked
+against the factory's signature before any work starts.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from typing import Any, Callable, Generic, TypeVar
 
 from medssl.errors import ConfigError
 
 T = TypeVar("T", bound=Callable[..., Any])
+
+SUBPACKAGES = ("medssl.models", "medssl.transforms", "medssl.losses", "medssl.methods", "medssl.eval")
+_populated = False
+
+
+def populate() -> None:
+    """Import every subpackage that registers components (once)."""
+    global _populated
+    if not _populated:
+        _populated = True
+        for name in SUBPACKAGES:
+            importlib.import_module(name)
 
 
 class Registry(Generic[T]):
@@ -33,12 +48,15 @@ class Registry(Generic[T]):
         return decorator
 
     def names(self) -> list[str]:
+        populate()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        populate()
         return name in self._items
 
     def get(self, name: str) -> T:
+        populate()
         if name not in self._items:
             close = difflib.get_close_matches(str(name), self.names(), n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -62,7 +80,7 @@ class Registry(Generic[T]):
                 close = difflib.get_close_matches(key, accepted, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise ConfigError(
-                    f"unknown key {where}{key!r} for {self.kind} {name!r}.{hint} "
+                    f"unknown key '{where}{key}' for {self.kind} {name!r}.{hint} "
                     f"Accepted: {', '.join(accepted)}"
                 )
 

@@ -15,7 +15,6 @@ def register(sub: Any) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    import medssl  # noqa: F401  (fills the registries)
     from medssl import registry
 
     for kind in [args.kind] if args.kind else KINDS:

@@ -2,4 +2,16 @@
 
 from __future__ import annotations
 
-from medssl.methods import siamese  # noqa: F401
+from medssl.methods import (  # noqa: F401  (registration side effects)
+    barlow_twins,
+    byol,
+    classifier,
+    dino,
+    genesis,
+    moco,
+    siamese,
+    simsiam,
+    supervised,
+    vae,
+    vicreg,
+)

@@ -35,8 +35,12 @@ class TwoViewsTransform:
         return {**sample, "views": views}
 
 
-def build_method(cfg: PretrainConfig) -> torch.nn.Module:
-    """Backbone, head, objective and method from the config (the only place they meet)."""
+def build_method(cfg: PretrainConfig, input_shape: list[int] | None = None) -> torch.nn.Module:
+    """Backbone, head, objective and method from the config (the only place they meet).
+
+    ``input_shape`` (D, H, W) of the training volumes is handed to methods that reconstruct them
+    (Model Genesis, VAE) unless the config sets ``method.input_shape``.
+    """
     backbone = build_backbone(cfg.model, cfg.train.activation_checkpointing)
     head = build_head(cfg.head, backbone.num_features)
     objective = build_objective(cfg.loss, cfg.regularizer)
@@ -45,6 +49,8 @@ def build_method(cfg: PretrainConfig) -> torch.nn.Module:
     params = inspect.signature(factory).parameters
     if "label" in params:
         kwargs.setdefault("label", cfg.loss.get("label"))
+    if "input_shape" in params and (input_shape or cfg.data.shape):
+        kwargs.setdefault("input_shape", list(input_shape or cfg.data.shape))
     if "bias" in params:
         kwargs.setdefault("bias", cfg.regularizer.get("bias", "site")
                           if cfg.regularizer["name"] != "none" else None)
@@ -79,12 +85,12 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
             augment = VIEWS.build(preset, **views).to(device)
         train_set = CohortDataset(cohort.select([cfg.data.train_split]), transform=transform,
                                   shape=cfg.data.shape, resize=cfg.data.resize)
-        method = build_method(cfg)
+        input_shape = list(cfg.data.shape or cohort.image_shape)
+        method = build_method(cfg, input_shape)
         probe = make_probe(cohort, cfg, device) if cfg.train.probe_every else None
         train_loop(method, train_set, augment, cfg.train, run_dir, device=device, rank=rank,
                    world=world, on_epoch_end=probe, num_workers=cfg.data.num_workers)
         if rank == 0:
-            input_shape = list(cfg.data.shape or cohort.image_shape)
             save_encoder(run_dir / "encoder.pt", method.backbone, {
                 "backbone": {k: v for k, v in cfg.model.items() if k != "activation_checkpointing"},
                 "input_shape": input_shape,
