@@ -1,7 +1,7 @@
 """``CohortDataset``: a PyTorch dataset of dicts over a Cohort, with the deterministic preprocessing.
 
 Per item: read (lazy) -> crop/pad (MONAI ``ResizeWithPadOrCrop``, centred, zero padding) or resample
-(MONAI ``Resize``, trilinear with anti-aliasing) to ``shape`` -> per-image z-score over the whole volume
+(MONAI ``Resize``, trilinear, Gaussian anti-aliasing when shrinking) to ``shape`` -> per-image z-score over the whole volume
 ``(x - mean(x)) / std(x)`` (the starting kit's convention) -> optional ``transform`` (MONAI dict
 transforms or any callable on the dict). The deterministic part can be cached on disk as ``.npy``.
 """
@@ -37,8 +37,13 @@ def resize_volume(
         out = ResizeWithPadOrCrop(shape, mode="constant")(volume)
     elif resize == "resample":
         from monai.transforms import Resize
+        from scipy.ndimage import gaussian_filter
 
-        out = Resize(shape, mode="trilinear", anti_aliasing=True)(volume)
+        # anti-aliasing as skimage: sigma = (factor - 1) / 2 per shrunk axis; edge-replicating border
+        # (MONAI's own anti-aliasing zero-pads, which darkens the border of non-zero images)
+        sigma = [max((s - t) / t / 2, 0.0) for s, t in zip(volume.shape[1:], shape)]
+        smooth = gaussian_filter(volume[0], sigma, mode="nearest")[None] if any(sigma) else volume
+        out = Resize(shape, mode="trilinear")(smooth)
     else:
         raise ValueError(f"resize must be 'crop_pad' or 'resample', got {resize!r}")
     return np.asarray(out, dtype=np.float32)

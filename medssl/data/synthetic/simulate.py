@@ -32,8 +32,8 @@ AGE_WEIGHTS = {"frontal": 1.2, "temporal": 0.8, "hippocampus": 1.0, "insula": 0.
 
 
 def gm_loss(age: float) -> float:
-    """f(age): GM log-loss, negative (more GM) in childhood, accelerating after 45."""
-    return 0.002 * (age - 25.0) + 0.25 * (max(age - 45.0, 0.0) / 40.0) ** 2
+    """f(age): GM log-loss; steep in adolescence (before 20), slow in adulthood, accelerating after 45."""
+    return 0.003 * (age - 25.0) + 0.005 * min(age - 20.0, 0.0) + 0.25 * (max(age - 45.0, 0.0) / 40.0) ** 2
 
 
 def wm_factor(age: float) -> float:
@@ -62,10 +62,10 @@ def draw_scanner(rng: np.random.Generator, modality: str) -> ScannerEffects:
     """Site effects; quasi-raw intensities vary much more across scanners than VBM maps."""
     strong = modality == "quasiraw"
     return ScannerEffects(
-        scale=float(np.exp(rng.normal(0, 0.12 if strong else 0.06))),
-        offset=float(rng.normal(0, 0.04 if strong else 0.01)),
+        scale=float(np.exp(rng.normal(0, 0.12 if strong else 0.04))),
+        offset=float(rng.normal(0, 0.04)) if strong else 0.0,
         blur=float(rng.uniform(0.0, 1.0 if strong else 0.6)),
-        noise=float(rng.uniform(0.01, 0.05 if strong else 0.03)),
+        noise=float(rng.uniform(0.01, 0.05) if strong else rng.uniform(0.03, 0.1)),
         bias=tuple(rng.normal(0, 0.12 if strong else 0.05, size=9)),
         gm_contrast=float(rng.normal(0, 0.04)) if strong else 0.0,
     )
@@ -82,15 +82,17 @@ def _jitter(effects: ScannerEffects, rng: np.random.Generator) -> ScannerEffects
 
 
 def apply_scanner(volume: np.ndarray, mask: np.ndarray, coords: np.ndarray, fx: ScannerEffects,
-                  rng: np.random.Generator) -> np.ndarray:  # fmt: skip
-    """``mask * (scale * blur(volume * exp(bias(x))) + offset + noise)``."""
+                  rng: np.random.Generator, relative_noise: bool = False) -> np.ndarray:  # fmt: skip
+    """``mask * (scale * blur(volume * exp(bias(x))) + offset + noise)``; with ``relative_noise`` the
+    noise is multiplied by the blurred signal (VBM maps: no noise where there is no GM)."""
     x, y, z = coords
     terms = np.stack([x, y, z, x * x - 0.3, y * y - 0.3, z * z - 0.3, x * y, x * z, y * z])
     bias = np.exp(np.tensordot(np.asarray(fx.bias, dtype=np.float32), terms, axes=1))
     out = volume * bias
     if fx.blur > 0.05:
         out = ndimage.gaussian_filter(out, fx.blur)
-    out = fx.scale * out + fx.offset + rng.normal(0, fx.noise, size=volume.shape)
+    noise = rng.normal(0, fx.noise, size=volume.shape) * (out if relative_noise else 1.0)
+    out = fx.scale * (out + noise) + fx.offset
     return (out * mask).astype(np.float32)
 
 
@@ -154,5 +156,5 @@ def simulate_scan(anat: Anatomy, age: float, tiv: float, diagnosis: str, severit
     modulation = (tiv / 1400.0) / np.clip(jacobian_det(u_rand), 0.3, 3.0)
     gm_vbm = _warp(maps["gm"], grid, 0.3 * u_rand) * modulation
     support = anat.brain > 0.1
-    vbm = apply_scanner(gm_vbm, support, anat.coords, _jitter(scanners["vbm"], rng), rng)
+    vbm = apply_scanner(gm_vbm, support, anat.coords, _jitter(scanners["vbm"], rng), rng, relative_noise=True)
     return {"vbm": np.clip(vbm, 0, None), "quasiraw": np.clip(quasiraw, 0, None)}
