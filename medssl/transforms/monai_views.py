@@ -11,9 +11,10 @@ MONAI transforms reused as they are: ``RandFlipd`` (inside ``OneOf`` to pick the
 ``RandGaussianNoise`` draws its std from ``U(0, std)`` (y-aware: ``U(0.1, 1)``). Sizes that depend on
 the volume (cutout box, crop size, shift in voxels) are resolved per input shape by :class:`PerShape`.
 
-Randomness comes from each transform's ``numpy.random.RandomState``: call ``set_random_state(seed)``
-on the result, and give every DataLoader worker its own seed (``monai.data.DataLoader`` or
-``worker_init_fn=monai.data.utils.worker_init_fn``), or the workers repeat each other's views.
+Randomness comes from each transform's ``numpy.random.RandomState`` (``set_random_state(seed)``).
+DataLoader workers start with copies of one state, so plain MONAI pipelines repeat the same views in
+every worker and, without persistent workers, in every epoch; :class:`ViewCompose` reseeds itself
+from each worker's torch seed (distinct per worker and per epoch, reproducible from the loader's seed).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from monai.transforms import (
 )
 from monai.transforms.intensity.array import RandGaussianNoise, RandGaussianSmooth
 from monai.utils import MAX_SEED
+from torch.utils.data import get_worker_info
 
 from medssl.transforms.views import OpSpec, preset_ops
 
@@ -158,27 +160,41 @@ MONAI_OPS: dict[str, Callable[..., Callable]] = {
 }
 
 
+class ViewCompose(Compose):
+    """``Compose`` that reseeds all its transforms once per DataLoader worker (and epoch) from
+    ``get_worker_info().seed``; in the main process it behaves as ``Compose``."""
+
+    _worker_seed: int | None = None
+
+    def __call__(self, data: Any, *args: Any, **kwargs: Any) -> Any:
+        info = get_worker_info()
+        if info is not None and info.seed != self._worker_seed:
+            self.set_random_state(seed=info.seed % MAX_SEED)
+            self._worker_seed = info.seed
+        return super().__call__(data, *args, **kwargs)
+
+
 def _copy(image: Any) -> Any:
     return image.clone() if isinstance(image, torch.Tensor) else np.array(image, copy=True)
 
 
-def monai_transform(specs: Sequence[OpSpec]) -> Compose:
-    """A MONAI ``Compose`` for an :class:`OpSpec` list, ending in a float32 ``torch.Tensor``.
+def monai_transform(specs: Sequence[OpSpec]) -> ViewCompose:
+    """A :class:`ViewCompose` for an :class:`OpSpec` list, ending in a float32 ``torch.Tensor``.
 
     The image is copied first: some MONAI transforms (``RandCoarseDropoutd``) write into their input,
     which would leak one view's cutout into the sample and the next view.
     """
     ops = [MONAI_OPS[s.name](s.p, **s.params) for s in specs if s.p > 0]
     first = [Lambdad(KEY, _copy)] if ops else []
-    return Compose([*first, *ops, EnsureTyped(KEY, data_type="tensor", dtype=torch.float32,
-                                                 track_meta=False)])
+    last = EnsureTyped(KEY, data_type="tensor", dtype=torch.float32, track_meta=False)
+    return ViewCompose([*first, *ops, last])
 
 
-def monai_view_transform(preset: str, **kwargs: Any) -> Compose:
+def monai_view_transform(preset: str, **kwargs: Any) -> ViewCompose:
     """Per-sample MONAI pipeline of ``preset`` (kwargs as for ``VIEWS.build(preset, **kwargs)``).
 
     Returns:
-        ``Compose`` mapping ``{"image": (C, D, H, W)} -> {"image": float32 tensor (C, D, H, W)}``;
+        ``ViewCompose`` mapping ``{"image": (C, D, H, W)} -> {"image": float32 tensor (C, D, H, W)}``;
         each call draws new parameters.
     """
     return monai_transform(preset_ops(preset, **kwargs))

@@ -110,3 +110,28 @@ def test_monai_path_pickles_for_spawned_workers() -> None:
     tr({"image": torch.randn(1, 12, 12, 12)})  # builds the per-shape transforms
     copy = pickle.loads(pickle.dumps(tr))
     assert copy({"image": torch.randn(1, 12, 12, 12)})["image"].shape == (1, 12, 12, 12)
+
+
+class _Copies(torch.utils.data.Dataset):
+    """The same volume n times, through a MONAI view transform."""
+
+    def __init__(self, transform: object, n: int = 4) -> None:
+        self.transform, self.n, self.image = transform, n, torch.randn(1, 12, 12, 12)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.transform({"image": self.image})["image"]
+
+
+def test_monai_path_differs_across_workers_and_epochs() -> None:
+    dataset = _Copies(monai_view_transform("yaware", p=1.0))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2,
+                                         generator=torch.Generator().manual_seed(0))
+    epoch1, epoch2 = [torch.cat(list(loader)) for _ in range(2)]
+    assert not torch.equal(epoch1[0], epoch1[1])  # items 0 and 1 come from different workers
+    assert not torch.equal(epoch1, epoch2)
+    again = torch.cat(list(torch.utils.data.DataLoader(
+        dataset, batch_size=1, num_workers=2, generator=torch.Generator().manual_seed(0))))
+    assert torch.equal(again, epoch1)  # reproducible from the loader's seed
