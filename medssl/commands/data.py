@@ -84,16 +84,16 @@ def run_manifest(args: argparse.Namespace) -> int:
 
 
 def print_summary(summary: Any, title: str) -> None:
-    """Print a summary DataFrame as a rich table."""
+    """Print a summary DataFrame as a rich table: one row per quantity, one column per split."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
-    table.add_column("split")
-    for col in summary.columns:
-        table.add_column(str(col), overflow="fold")
-    for name, row in summary.iterrows():
-        table.add_row(str(name), *("" if v != v else str(v) for v in row.tolist()))
+    table.add_column("")
+    for split in summary.index:
+        table.add_column(str(split), overflow="fold")
+    for name, values in summary.T.iterrows():
+        table.add_row(str(name), *("" if v != v else str(v) for v in values.tolist()))
     Console().print(table)
 
 

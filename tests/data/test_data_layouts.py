@@ -168,3 +168,14 @@ def test_unknown_folder_lists_the_expected_layouts(tmp_path: Path) -> None:
         open_cohort(tmp_path / "nope")
     with pytest.raises(DataError, match="unknown modality 'xhemi'"):
         open_cohort(tmp_path, "xhemi")
+
+
+def test_kit_cohort_pickles_without_its_memmaps(kit_root: Path) -> None:
+    """DataLoader workers receive the cohort by pickling: the memory maps must not travel."""
+    import pickle
+
+    kit = open_cohort(kit_root, "quasiraw")
+    before = kit.read(4)
+    clone = pickle.loads(pickle.dumps(kit))
+    assert len(pickle.dumps(kit)) < 200_000  # the tables and masks, not the 40 x row-width matrix
+    np.testing.assert_array_equal(clone.read(4), before)
