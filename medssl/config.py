@@ -264,6 +264,7 @@ class TrainConfig:
     probe_every: int = 0  # epochs between frozen-feature probes on data.val_split (0 = off)
     max_steps_per_epoch: int | None = None  # cap for quick debugging runs
     checkpoint_every: int = 1  # epochs between checkpoints/last.pt writes
+    tensorboard: bool = True  # also write TensorBoard scalars to RUN/tb
 
 
 @dataclasses.dataclass

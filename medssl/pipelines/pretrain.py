@@ -89,7 +89,8 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
         method = build_method(cfg, input_shape)
         probe = make_probe(cohort, cfg, device) if cfg.train.probe_every else None
         train_loop(method, train_set, augment, cfg.train, run_dir, device=device, rank=rank,
-                   world=world, on_epoch_end=probe, num_workers=cfg.data.num_workers)
+                   world=world, on_epoch_end=probe, num_workers=cfg.data.num_workers,
+                   tensorboard=cfg.train.tensorboard)
         if rank == 0:
             save_encoder(run_dir / "encoder.pt", method.backbone, {
                 "backbone": {k: v for k, v in cfg.model.items() if k != "activation_checkpointing"},

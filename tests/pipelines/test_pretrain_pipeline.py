@@ -1,0 +1,114 @@
+"""``medssl pretrain`` end to end: run folder, refusal to overwrite, SIGKILL + resume, 2-process DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from medssl.config import PretrainConfig, load_config
+from medssl.errors import OutputExistsError
+from medssl.models import load_encoder
+from medssl.pipelines.pretrain import pretrain
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from medssl.data import make_synthetic_cohort
+
+    out = tmp_path_factory.mktemp("cohort") / "healthy"
+    make_synthetic_cohort(out, cohort="healthy", n_subjects=40, n_sites=4, n_external_sites=1,
+                          shape=(16, 20, 16), seed=0, layout="hf")
+    return out
+
+
+def tiny(cohort: Path, out: Path, *extra: str) -> PretrainConfig:
+    overrides = [f"data.source={cohort}", f"out={out}", "train.epochs=2", "train.batch_size=8",
+                 "model.width=4", "train.tensorboard=false", *extra]
+    return load_config(ROOT / "configs/debug/tiny_cpu.yaml", overrides, PretrainConfig)
+
+
+def test_run_folder_contents_and_refusal(cohort: Path, tmp_path: Path) -> None:
+    run = pretrain(tiny(cohort, tmp_path / "run"))
+    assert {"config.yaml", "metrics.jsonl", "encoder.pt", "encoder.json", "checkpoints"} <= {
+        p.name for p in run.iterdir()}
+    backbone, card = load_encoder(run)
+    assert card["backbone"] == {"name": "tiny_cnn3d", "width": 4}
+    assert card["input_shape"] == [16, 20, 16] and card["loss"]["name"] == "yaware"
+    records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["epoch"] == 2 and all("step" in r for r in records)
+    # same command again: the run is complete, resuming changes nothing
+    before = torch.load(run / "encoder.pt", weights_only=True)
+    pretrain(tiny(cohort, tmp_path / "run"))
+    after = torch.load(run / "encoder.pt", weights_only=True)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # another config into the same folder is refused, naming what differs
+    with pytest.raises(OutputExistsError, match="differs in: loss"):
+        pretrain(tiny(cohort, tmp_path / "run", "loss.sigma=2.0"))
+
+
+def _cli(args: list[str], **kw: object) -> subprocess.Popen:
+    env = {**os.environ, "MEDSSL_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "medssl.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_an_uninterrupted_run(cohort: Path, tmp_path: Path) -> None:
+    args = [str(ROOT / "configs/debug/tiny_cpu.yaml"), f"data.source={cohort}", "train.epochs=6",
+            "train.batch_size=8", "model.width=4", "train.tensorboard=false"]
+    straight = _cli(["pretrain", *args, f"out={tmp_path / 'a'}"])
+    killed = _cli(["pretrain", *args, f"out={tmp_path / 'b'}"])
+    ckpt = tmp_path / "b" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and killed.poll() is None:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)  # mid-run: after the first checkpoint, before the end
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    resumed = _cli(["pretrain", *args, f"out={tmp_path / 'b'}"])
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read().decode()  # type: ignore[union-attr]
+    assert straight.wait(timeout=300) == 0, straight.stdout.read().decode()  # type: ignore[union-attr]
+    a = torch.load(tmp_path / "a" / "encoder.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "encoder.pt", weights_only=True)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_run(cohort: Path, tmp_path: Path) -> None:
+    """``torchrun --nproc-per-node 2`` on CPU: both ranks train, rank 0 alone writes the run folder."""
+    port = _free_port()
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "MEDSSL_PROGRESS": "0", "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2",
+               "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "medssl.cli", "pretrain", str(ROOT / "configs/debug/tiny_cpu.yaml"),
+             f"data.source={cohort}", f"out={tmp_path / 'ddp'}", "train.epochs=1",
+             "train.batch_size=4", "model.width=4", "train.tensorboard=false"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stdout.read().decode()  # type: ignore[union-attr]
+    records = [json.loads(ln) for ln in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    # 30 training subjects / (4 per rank x 2 ranks) = 3 global steps, logged once (rank 0 only)
+    assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3]
+    backbone, _ = load_encoder(tmp_path / "ddp")
+    assert all(torch.isfinite(p).all() for p in backbone.parameters())
