@@ -1,9 +1,9 @@
 """``CohortDataset``: a PyTorch dataset of dicts over a Cohort, with the deterministic preprocessing.
 
 Per item: read (lazy) -> crop/pad (MONAI ``ResizeWithPadOrCrop``, centred, zero padding) or resample
-(MONAI ``Resize``, trilinear, Gaussian anti-aliasing when shrinking) to ``shape`` -> per-image z-score over the whole volume
-``(x - mean(x)) / std(x)`` (the starting kit's convention) -> optional ``transform`` (MONAI dict
-transforms or any callable on the dict). The deterministic part can be cached on disk as ``.npy``.
+(MONAI ``Resize``, trilinear, Gaussian anti-aliasing when shrinking) to ``shape`` -> per-image z-score
+over the whole volume ``(x - mean(x)) / std(x)`` (the starting kit's convention) -> optional
+``transform`` (MONAI dict transforms or any callable on the dict). The deterministic part can be cached on disk as ``.npy``.
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ def check_leakage(
     for col in on:
         for cohort in (cohort_a, cohort_b):
             if col not in cohort.table.columns:
-                raise ValueError(f"column {col!r} not in the table of {cohort.source}; choose from {list(cohort.table.columns)}")
+                choices = list(cohort.table.columns)
+                raise ValueError(f"column {col!r} not in the table of {cohort.source}; choose from {choices}")
         shared = (set(cohort_a.table[col].astype(str)) & set(cohort_b.table[col].astype(str))) - {""}
         if shared:
             problems.append(

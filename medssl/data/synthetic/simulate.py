@@ -132,8 +132,15 @@ def tissue_maps(anat: Anatomy, age: float, diagnosis: str, severity: float) -> d
     return {"gm": gm, "wm": wm, "csf": np.clip(csf, 0, 1)}
 
 
-def simulate_scan(anat: Anatomy, age: float, tiv: float, diagnosis: str, severity: float,
-                  scanners: dict[str, ScannerEffects], rng: np.random.Generator) -> dict[str, np.ndarray]:  # fmt: skip
+def simulate_scan(
+    anat: Anatomy,
+    age: float,
+    tiv: float,
+    diagnosis: str,
+    severity: float,
+    scanners: dict[str, ScannerEffects],
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
     """One subject's ``{"vbm": (D, H, W), "quasiraw": (D, H, W)}`` float32 volumes."""
     shape = anat.shape
     grid = np.indices(shape, dtype=np.float32)
