@@ -1,0 +1,106 @@
+"""The study schema: one YAML file = one study (its arms, seeds, cohort and recipe) at one scale.
+
+A study YAML is read with ``medssl.config.load_config`` like every other experiment, so ``key=value``
+overrides work (``seeds=[0,1] pretrain.train.epochs=2 cohort.n_subjects=48``). ``pretrain`` and each
+entry of ``arms`` are *partial* ``PretrainConfig`` mappings merged in that order over the optional
+``base`` YAML; a component whose ``name`` changes drops the recipe's kwargs (``medssl.config.merge``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+from medssl.errors import ConfigError
+
+STUDIES = ("regression", "transfer", "sensitivity")
+
+
+@dataclasses.dataclass
+class CohortSection:
+    """The pretraining cohort: an existing one (``source``) or a synthetic one written into the study."""
+
+    source: str | None = None  # OpenBHB root / manifest CSV; None = synthesise with the fields below
+    modality: typing.Literal["vbm", "quasiraw"] = "vbm"
+    cohort: str = "healthy"
+    n_subjects: int = 200
+    n_sites: int = 8
+    n_external_sites: int = 2
+    shape: list[int] = dataclasses.field(default_factory=lambda: [24, 28, 24])
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class TransferSection:
+    """Fine-tuning tasks of the transfer study (``medssl finetune`` once per task and seed)."""
+
+    tasks: list[str] = dataclasses.field(default_factory=lambda: ["scz", "bd", "asd"])
+    sources: dict[str, Any] = dataclasses.field(default_factory=dict)  # task -> manifest (else synthetic)
+    base: str | None = "configs/finetune/{task}.yaml"  # partial FinetuneConfig YAML; {task} is filled in
+    finetune: dict[str, Any] = dataclasses.field(default_factory=dict)  # partial FinetuneConfig
+    scratch: bool = True  # add the from-scratch baseline
+    n_subjects: int = 120  # synthetic clinical cohorts
+    n_sites: int = 4
+    n_external_sites: int = 2
+
+
+@dataclasses.dataclass
+class GridSection:
+    """Sensitivity grid: every arm is run at every (sigma, tau)."""
+
+    sigma: list[float] = dataclasses.field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0])
+    tau: list[float] = dataclasses.field(default_factory=lambda: [0.05, 0.1, 0.5])
+
+
+@dataclasses.dataclass
+class StudyConfig:
+    """``medssl study``: pretrain every arm x seed, evaluate, aggregate, test the seed's hypotheses."""
+
+    study: typing.Literal["regression", "transfer", "sensitivity"] = "regression"
+    scale: typing.Literal["cpu", "full"] = "cpu"
+    description: str = ""
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
+    base: str | None = None  # pretrain YAML under every arm (e.g. configs/pretrain/exp_resnet18.yaml)
+    pretrain: dict[str, Any] = dataclasses.field(default_factory=dict)  # partial PretrainConfig
+    arms: dict[str, Any] = dataclasses.field(default_factory=dict)  # arm -> partial PretrainConfig
+    cohort: CohortSection = dataclasses.field(default_factory=CohortSection)
+    transfer: TransferSection = dataclasses.field(default_factory=TransferSection)
+    grid: GridSection = dataclasses.field(default_factory=GridSection)
+    evaluate: dict[str, Any] = dataclasses.field(default_factory=lambda: {"batch_size": 16})
+    baselines: bool = False  # regression: raw-voxel and ComBat reference rows (first arm, first seed)
+    out: str = "runs/study"
+
+
+def load_study(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
+    """Read a study YAML (plus overrides) and check it before any work is done.
+
+    Raises:
+        ConfigError: unknown keys, no arms or seeds, repeated seeds, an arm that is not a mapping.
+    """
+    from medssl.config import load_config
+
+    cfg = load_config(path, overrides, StudyConfig)
+    where = path or "the study config"
+    if not cfg.arms:
+        raise ConfigError(f"{where}: 'arms' is empty; give at least one arm (name: {{partial pretrain config}})")
+    for name, spec in cfg.arms.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: arms.{name} must be a mapping of pretrain config sections, got {spec!r}")
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"{where}: seeds must be a non-empty list of distinct integers, got {cfg.seeds}")
+    if cfg.study == "sensitivity" and (not cfg.grid.sigma or not cfg.grid.tau):
+        raise ConfigError(f"{where}: grid.sigma and grid.tau must be non-empty lists")
+    if cfg.study == "transfer" and not cfg.transfer.tasks:
+        raise ConfigError(f"{where}: transfer.tasks is empty; use e.g. [scz, bd, asd]")
+    return cfg
+
+
+def resolve_file(path: str | Path) -> Path:
+    """``path`` as given (relative to the working folder), else relative to the repository root."""
+    path = Path(path)
+    if path.is_file() or path.is_absolute():
+        return path
+    repo = Path(__file__).resolve().parents[3] / path
+    return repo if repo.is_file() else path
