@@ -8,8 +8,9 @@ standardised per voxel on train (no per-image z-score), as in the kit's linear p
 The logistic model is fitted on all principal components of the (fold's) training voxels: with an L2
 penalty the solution lies in the span of the training samples, so this is the same model, much faster.
 
-Usage (writes the JSON below; docs/data.md quotes it):
+Usage (writes the JSON; ``--table`` prints the markdown table that docs/data.md quotes):
     python benchmarks/raw_baselines.py --out benchmarks/results/raw_baselines.json
+    python benchmarks/raw_baselines.py --out benchmarks/results/raw_baselines.json --table
 """
 
 from __future__ import annotations
@@ -66,12 +67,42 @@ def evaluate(root: Path, modality: str) -> dict[str, float]:
     return {k: (round(float(v), 3) if v is not None else None) for k, v in out.items()}
 
 
+COLUMNS = {
+    "ridge_age_mae_internal": "ridge age MAE, internal",
+    "ridge_age_mae_external": "ridge age MAE, external",
+    "mean_age_mae_internal": "train-mean MAE, internal",
+    "mean_age_mae_external": "train-mean MAE, external",
+    "site_mean_age_mae_internal": "site-mean MAE, internal",
+    "logistic_site_bacc_internal": "logistic site BAcc, internal",
+    "site_chance": "chance BAcc",
+}
+
+
+def markdown_table(payload: dict) -> str:
+    """Mean ± std over seeds of each figure, one row per (cohort size, modality)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(payload["results"])
+    lines = ["| n subjects | modality | " + " | ".join(COLUMNS.values()) + " |", "|---" * (2 + len(COLUMNS)) + "|"]
+    for (n, modality), group in frame.groupby(["n_subjects", "modality"], sort=False):
+        cells = [f"{group[c].mean():.2f} ± {group[c].std():.2f}" if len(group) > 1 else f"{group[c].mean():.2f}"
+                 for c in COLUMNS]  # fmt: skip
+        lines.append(f"| {n} | {modality} | " + " | ".join(cells) + " |")
+    gm = frame.dropna(subset=["corr_age_total_gm"]).groupby("n_subjects")["corr_age_total_gm"]
+    notes = ", ".join(f"n={n}: {g.mean():.2f} ± {g.std():.2f}" for n, g in gm)
+    return "\n".join(lines) + f"\n\nCorrelation of age with total GM (sum of the vbm map): {notes}.\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results/raw_baselines.json")
+    parser.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 480], help="cohort sizes (n_subjects)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(Path(args.out).read_text())))
+        return 0
     results = []
     with tempfile.TemporaryDirectory() as cache:
         for n in args.sizes:
