@@ -83,19 +83,19 @@ def crop_pad(x, shape):
 
 
 def gaussian_kernel(sigma):
-    """MONAI ``gaussian_1d`` (erf approximation, truncated at 4 sigma, not renormalised), float32."""
-    sigma = torch.as_tensor(sigma, dtype=torch.float32)
-    tail = int(max(float(sigma) * 4.0, 0.5) + 0.5)
-    x = torch.arange(-tail, tail + 1, dtype=torch.float32)
-    t = 0.70710678 / sigma.abs()
-    return (0.5 * ((t * (x + 0.5)).erf() - (t * (x - 0.5)).erf())).clamp(min=0)
+    """scipy ``gaussian_filter``'s kernel: sampled Gaussian, radius int(4 sigma + 0.5), sum 1, float32."""
+    radius = int(4.0 * float(sigma) + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (x / float(sigma)) ** 2)
+    return (kernel / kernel.sum()).to(torch.float32)
 
 
 def resample(x, shape):
-    """Resize a batch (B, C, *S) to spatial ``shape`` as MONAI ``Resize(mode="trilinear", anti_aliasing=True)``.
+    """Resize a batch (B, C, *S) to spatial ``shape`` exactly as medssl's dataset does.
 
     When any axis shrinks, every axis with factor f = s / t > 1 is first smoothed by a Gaussian of
-    sigma (f - 1) / 2 (zero padding, separable); then trilinear interpolation, align_corners=False.
+    sigma (f - 1) / 2 (scipy ``gaussian_filter``, edge-replicating border, separable); then trilinear
+    interpolation, align_corners=False (MONAI ``Resize(mode="trilinear")``).
     """
     if tuple(x.shape[2:]) == tuple(shape):
         return x
@@ -110,7 +110,7 @@ def resample(x, shape):
             weight = kernel.reshape(1, 1, *size).repeat(x.shape[1], 1, 1, 1, 1)
             pad = [0] * 6
             pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = (len(kernel) - 1) // 2
-            x = F.conv3d(F.pad(x, pad), weight, groups=x.shape[1])
+            x = F.conv3d(F.pad(x, pad, mode="replicate"), weight, groups=x.shape[1])
     return F.interpolate(x, size=tuple(shape), mode="trilinear", align_corners=False)
 
 
