@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "medssl.commands.evaluate",
     "medssl.commands.finetune",
     "medssl.commands.challenge",
+    "medssl.commands.study",
     "medssl.commands.misc",
 )
 
