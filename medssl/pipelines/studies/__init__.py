@@ -80,7 +80,9 @@ def _summary(cfg: StudyConfig, result: dict[str, Any], command: str | None, seco
     folder = Path(cfg.out)
     lines = [f"# {cfg.study} study ({cfg.scale} scale)", "", cfg.description.strip(), "",
              f"- command: `{command or 'run_study(...)'}`",
-             f"- seeds: {cfg.seeds}; arms: {', '.join(cfg.arms)}; wall time {seconds / 60:.1f} min",
+             f"- seeds: {cfg.seeds}; arms: {', '.join(cfg.arms)}; wall time of this invocation "
+             f"{seconds / 60:.1f} min (finished runs are reused); pretraining time summed over runs "
+             f"{result['runs'].get('pretrain_seconds', pd.Series(dtype=float)).sum() / 60:.1f} min",
              f"- environment: python {env.get('python')}, torch {env.get('versions', {}).get('torch')}, "
              f"medssl {env.get('versions', {}).get('medssl')}, git {env.get('git_sha')}, cuda {env.get('cuda')}",
              "", "## Cohort", "", f"- source: {cfg.cohort.source or 'synthetic ' + cfg.cohort.cohort} "

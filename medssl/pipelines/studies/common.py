@@ -53,14 +53,21 @@ def study_cohort(cfg: StudyConfig, out: Path) -> Path:
 
 
 def cohort_check(source: Path, modality: str) -> dict[str, Any]:
-    """Age coverage of the splits: external ages outside the training range make MAE_ext degenerate."""
+    """Age coverage of the splits and the MAE of the constant predictor (the training mean age).
+
+External ages outside the training range make MAE_ext measure extrapolation; an encoder whose MAE is
+not below the constant predictor's has learnt no usable age information.
+"""
     from medssl.data import open_cohort
 
     table = open_cohort(source, modality=modality).table
     train = table[table.split == "train"].age
     ext = table[table.split == "external_test"].age
     outside = float(((ext < train.min()) | (ext > train.max())).mean()) if len(ext) else 0.0
-    return {"n": {s: int((table.split == s).sum()) for s in sorted(table.split.unique())},
+    internal = table[table.split == "internal_test"].age
+    constant = {f"mae_constant_{name}": float((part - train.mean()).abs().mean()) if len(part) else None
+                for name, part in (("internal", internal), ("external", ext))}
+    return {**constant, "n": {s: int((table.split == s).sum()) for s in sorted(table.split.unique())},
             "n_sites": int(table.site.nunique()), "train_age": [float(train.min()), float(train.max())],
             "external_age": [float(ext.min()), float(ext.max())] if len(ext) else None,
             "external_outside_train_range": outside, "degenerate": outside > 0.1}
@@ -185,7 +192,9 @@ def data_lines(check: dict[str, Any]) -> list[str]:
              f"- training ages {check['train_age'][0]:.1f}-{check['train_age'][1]:.1f}; external ages "
              f"{check['external_age'][0]:.1f}-{check['external_age'][1]:.1f}" if check["external_age"] else
              "- no external test split",
-             f"- external scans outside the training age range: {100 * check['external_outside_train_range']:.0f} %"]
+             f"- external scans outside the training age range: {100 * check['external_outside_train_range']:.0f} %",
+             f"- constant predictor (training mean age): MAE internal {check['mae_constant_internal']:.2f}, "
+             f"external {check['mae_constant_external'] or float('nan'):.2f} — a representation must beat this"]
     if check["degenerate"]:
         lines.append("- **WARNING**: more than 10 % of external ages lie outside the training range; "
                      "external MAE then measures extrapolation, not site robustness")

@@ -71,7 +71,9 @@ def run(cfg: StudyConfig, out: Path) -> dict[str, Any]:
     stats = aggregate(runs, ["arm"], [*KEYS, "site_chance"])
     chance = float(runs.site_chance.iloc[0])
     table = pm_table(stats, ["arm"], KEYS, scale={"bacc_site": 100.0})
-    extra = [f"Site BAcc in %; chance = 1/{round(1 / chance)} = {100 * chance:.1f} %."]
+    check = cohort_check(data, cfg.cohort.modality)
+    extra = [f"Site BAcc in %; chance = 1/{round(1 / chance)} = {100 * chance:.1f} %.", "",
+             *constant_lines(stats, check)]
     if reference:
         ref = pd.DataFrame([{"representation": k, **{m: v.get(m) for m in KEYS}}
                             for k, v in reference.items() if "error" not in v])
@@ -83,4 +85,17 @@ def run(cfg: StudyConfig, out: Path) -> dict[str, Any]:
                                     hlines={"bacc_site": chance})}
     return {"runs": runs, "stats": stats, "table": table, "extra": extra, "figures": figs,
             "hypotheses": hypotheses(stats), "published": PUBLISHED,
-            "data_check": cohort_check(data, cfg.cohort.modality)}
+            "data_check": check}
+
+
+def constant_lines(stats: pd.DataFrame, check: dict[str, Any]) -> list[str]:
+    """Which arms beat the constant (training-mean) predictor on internal and external MAE."""
+    lines = []
+    for split in ("internal", "external"):
+        ref = check.get(f"mae_constant_{split}")
+        if ref is None:
+            continue
+        better = [a for a, m in zip(stats.arm, stats[f"mae_{split}_mean"]) if m < ref]
+        lines.append(f"Arms with a mean {split} MAE below the constant predictor's {ref:.2f}: "
+                     f"{', '.join(better) or 'none'}.")
+    return lines
