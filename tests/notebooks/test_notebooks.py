@@ -18,7 +18,8 @@ def test_paired_and_stripped(name: str) -> None:
 
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     script = jupytext.read(NOTEBOOKS / f"{name}.py")
-    assert [c.source for c in nb.cells] == [c.source for c in script.cells], f"re-sync: jupytext --sync notebooks/{name}.py"
+    hint = f"re-sync: jupytext --sync notebooks/{name}.py"
+    assert [c.source for c in nb.cells] == [c.source for c in script.cells], hint
     assert [c.cell_type for c in nb.cells] == [c.cell_type for c in script.cells]
     for cell in nb.cells:
         if cell.cell_type == "code":
