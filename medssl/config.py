@@ -236,7 +236,7 @@ class DataConfig:
     num_workers: int = 0
     cache_dir: str | None = None  # on-disk cache of the deterministic preprocessing
     synthetic_subjects: int = 96  # size of the embedded default cohort when source=synthetic
-    synthetic_shape: list[int] = dataclasses.field(default_factory=lambda: [32, 32, 32])
+    synthetic_shape: list[int] = dataclasses.field(default_factory=lambda: [32, 40, 32])
 
 
 @dataclasses.dataclass

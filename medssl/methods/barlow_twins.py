@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 from medssl.losses.barlow_twins import BarlowTwinsLoss
+from medssl.methods.base import Method
 from medssl.methods.common import as_output, check_views, refuse_loss
 from medssl.methods.monitoring import CollapseMonitor
 from medssl.registry import METHODS
 
 
 @METHODS.register("barlow_twins")
-class BarlowTwins(nn.Module):
+class BarlowTwins(Method):
     """``z_i = head(backbone(x_i))``, ``loss = BarlowTwinsLoss(z1, z2)``.
 
     Args:
@@ -48,9 +49,6 @@ class BarlowTwins(nn.Module):
         self.label, self.bias = label, bias
         self.monitor = CollapseMonitor(collapse_threshold)
 
-    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
-        return self.training_step(batch, views)
 
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         check_views(views, "barlow_twins")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from medssl.losses.byol import BYOLLoss
+from medssl.methods.base import Method
 from medssl.methods.common import check_views, head_out_dim, predictor_mlp, refuse_loss
 from medssl.methods.monitoring import CollapseMonitor
 from medssl.models.momentum import cosine_schedule, momentum_copy, update_momentum
@@ -23,7 +24,7 @@ from medssl.registry import METHODS
 
 
 @METHODS.register("byol")
-class BYOL(nn.Module):
+class BYOL(Method):
     """BYOL with a cosine momentum schedule; the online ``backbone`` is the exported encoder.
 
     Args:
@@ -66,9 +67,6 @@ class BYOL(nn.Module):
         self.register_buffer("momentum", torch.tensor(momentum_base))  # last tau (resumable)
         self.monitor = CollapseMonitor(collapse_threshold)
 
-    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
-        return self.training_step(batch, views)
 
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         check_views(views, "byol")

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.errors import ConfigError
+from medssl.methods.base import Method
 from medssl.registry import METHODS
 
 FreezePolicy = Literal["linear", "partial", "full"]
@@ -69,7 +70,7 @@ def stage_index(param_name: str, stages: list[list[str]]) -> int:
 
 
 @METHODS.register("classifier")
-class Classifier(nn.Module):
+class Classifier(Method):
     """``logits = W · dropout(backbone(x)) + b``, loss = class-weighted cross-entropy.
 
     Args:
@@ -172,8 +173,3 @@ class Classifier(nn.Module):
         logits = self.logits(views[0]).float()  # the loss in fp32 under autocast
         return {"loss": F.cross_entropy(logits, batch[self.label].long(), weight=self.class_weights)}
 
-    def forward(
-        self, batch: dict[str, torch.Tensor], views: list[torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
-        return self.training_step(batch, views)

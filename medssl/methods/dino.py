@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.losses.dino import DINOLoss
+from medssl.methods.base import Method
 from medssl.methods.common import check_views, head_out_dim, refuse_loss
 from medssl.methods.monitoring import CollapseMonitor
 from medssl.models.momentum import cosine_schedule, linear_warmup, momentum_copy, update_momentum
@@ -62,7 +63,7 @@ def local_crops(
 
 
 @METHODS.register("dino")
-class DINO(nn.Module):
+class DINO(Method):
     """DINO self-distillation; the student ``backbone`` is the exported encoder.
 
     Args:
@@ -143,9 +144,6 @@ class DINO(nn.Module):
         return [crop for view, n in zip(global_views, counts) if n
                 for crop in local_crops(view, n, self.local_crop_scale, size)]  # type: ignore[arg-type]
 
-    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
-        return self.training_step(batch, views)
 
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         check_views(views, "dino")

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medssl.methods.base import Method
 from medssl.methods.common import check_batch_shape, check_input_shape, refuse_loss
 from medssl.models.decoders import VectorDecoder3d
 from medssl.registry import METHODS
@@ -23,7 +24,7 @@ from medssl.transforms.genesis import GenesisCorruption
 
 
 @METHODS.register("genesis")
-class ModelGenesis(nn.Module):
+class ModelGenesis(Method):
     """Corrupt -> encode -> decode -> MSE to the original.
 
     Args:
@@ -62,9 +63,6 @@ class ModelGenesis(nn.Module):
                                          nonlinear_prob=nonlinear_prob, paint_prob=paint_prob,
                                          inpaint_rate=inpaint_rate)
 
-    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
-        return self.training_step(batch, views)
 
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         x = batch["image"]

@@ -28,6 +28,7 @@ from torch import nn
 
 from medssl.engine.distributed import gather_with_grad
 from medssl.errors import ConfigError
+from medssl.methods.base import Method
 from medssl.methods.common import as_output, check_views, head_out_dim, main_loss
 from medssl.models.momentum import cosine_schedule, momentum_copy, update_momentum
 from medssl.registry import METHODS
@@ -103,7 +104,7 @@ def accepts_queue(loss: nn.Module) -> bool:
 
 
 @METHODS.register("moco")
-class MoCo(nn.Module):
+class MoCo(Method):
     """Momentum key encoder + memory queue around a configured contrastive loss.
 
     Args:
@@ -150,9 +151,6 @@ class MoCo(nn.Module):
         self.momentum_base, self.momentum_end = momentum_base, momentum_end
         self.register_buffer("momentum", torch.tensor(momentum_base))
 
-    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
-        return self.training_step(batch, views)
 
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         check_views(views, "moco")

@@ -9,11 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from medssl.methods.base import Method
 from medssl.registry import METHODS
 
 
 @METHODS.register("siamese")
-class SiameseContrastive(nn.Module):
+class SiameseContrastive(Method):
     """Two views of each subject through one shared encoder + projector, then a contrastive loss.
 
     Both views go through the network in one forward pass of ``2B`` volumes, so BatchNorm sees the
@@ -50,8 +51,3 @@ class SiameseContrastive(nn.Module):
         out = self.loss(z1, z2, y=y, bias=bias)
         return out if isinstance(out, dict) else {"loss": out}
 
-    def forward(
-        self, batch: dict[str, torch.Tensor], views: list[torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
-        return self.training_step(batch, views)

@@ -14,13 +14,14 @@ import torch
 from torch import nn
 
 from medssl.losses.byol import BYOLLoss
+from medssl.methods.base import Method
 from medssl.methods.common import check_views, head_out_dim, predictor_mlp, refuse_loss
 from medssl.methods.monitoring import CollapseMonitor
 from medssl.registry import METHODS
 
 
 @METHODS.register("simsiam")
-class SimSiam(nn.Module):
+class SimSiam(Method):
     """SimSiam; the shared ``backbone`` is the exported encoder.
 
     Args:
@@ -49,9 +50,6 @@ class SimSiam(nn.Module):
         self.criterion = BYOLLoss("negative_cosine")
         self.monitor = CollapseMonitor(collapse_threshold)
 
-    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
-        return self.training_step(batch, views)
 
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         check_views(views, "simsiam")

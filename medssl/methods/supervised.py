@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from medssl.errors import DataError
+from medssl.methods.base import Method
 from medssl.methods.common import head_out_dim, refuse_loss
 from medssl.registry import METHODS
 
 
 @METHODS.register("supervised")
-class SupervisedRegression(nn.Module):
+class SupervisedRegression(Method):
     """Backbone + linear regressor trained with L1 on ``batch[label]``.
 
     Args:
@@ -65,9 +66,6 @@ class SupervisedRegression(nn.Module):
             h = self.head(h)
         return self.target_mean + self.target_scale * self.regressor(h).squeeze(1).float()
 
-    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
-        return self.training_step(batch, views)
 
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.label not in batch:

@@ -23,6 +23,7 @@ import math
 import torch
 from torch import nn
 
+from medssl.methods.base import Method
 from medssl.methods.common import check_batch_shape, check_input_shape, refuse_loss
 from medssl.models.decoders import VectorDecoder3d
 from medssl.registry import METHODS
@@ -45,7 +46,7 @@ def vae_loss(
 
 
 @METHODS.register("vae")
-class VAE(nn.Module):
+class VAE(Method):
     """3D VAE with the backbone as encoder.
 
     Args:
@@ -88,9 +89,6 @@ class VAE(nn.Module):
         """The representation: the posterior mean ``mu`` (B, L)."""
         return self.encode(x)[0]
 
-    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
-        return self.training_step(batch, views)
 
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         x = batch["image"]

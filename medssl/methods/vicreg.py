@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 from medssl.losses.vicreg import VICRegLoss
+from medssl.methods.base import Method
 from medssl.methods.common import as_output, check_views, main_loss, refuse_loss
 from medssl.methods.monitoring import CollapseMonitor
 from medssl.registry import METHODS
 
 
 @METHODS.register("vicreg")
-class VICReg(nn.Module):
+class VICReg(Method):
     """``z_i = head(backbone(x_i))``, ``loss = VICRegLoss(z1, z2)``; its three terms are logged.
 
     Args:
@@ -51,9 +52,6 @@ class VICReg(nn.Module):
         self.label, self.bias = label, bias
         self.monitor = CollapseMonitor(collapse_threshold)
 
-    def forward(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Alias of ``training_step`` so that DistributedDataParallel can wrap the method."""
-        return self.training_step(batch, views)
 
     def training_step(self, batch: dict, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         check_views(views, "vicreg")
