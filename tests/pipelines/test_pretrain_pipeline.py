@@ -39,7 +39,7 @@ def tiny(cohort: Path, out: Path, *extra: str) -> PretrainConfig:
 
 
 def test_run_folder_contents_and_refusal(cohort: Path, tmp_path: Path) -> None:
-    run = pretrain(tiny(cohort, tmp_path / "run"))
+    run = pretrain(tiny(cohort, tmp_path / "run", "train.probe_every=2"))
     assert {"config.yaml", "metrics.jsonl", "encoder.pt", "encoder.json", "checkpoints"} <= {
         p.name for p in run.iterdir()}
     backbone, card = load_encoder(run)
@@ -47,9 +47,10 @@ def test_run_folder_contents_and_refusal(cohort: Path, tmp_path: Path) -> None:
     assert card["input_shape"] == [16, 20, 16] and card["loss"]["name"] == "yaware"
     records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["epoch"] == 2 and all("step" in r for r in records)
+    assert records[-1]["epoch/probe_mae_age"] > 0 and 0 <= records[-1]["epoch/probe_bacc_site"] <= 1
     # same command again: the run is complete, resuming changes nothing
     before = torch.load(run / "encoder.pt", weights_only=True)
-    pretrain(tiny(cohort, tmp_path / "run"))
+    pretrain(tiny(cohort, tmp_path / "run", "train.probe_every=2"))
     after = torch.load(run / "encoder.pt", weights_only=True)
     assert all(torch.equal(before[k], after[k]) for k in before)
     # another config into the same folder is refused, naming what differs
