@@ -25,6 +25,7 @@ from medssl.config import TrainConfig
 from medssl.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from medssl.engine.optim import build_optimizer, lr_factor
 from medssl.errors import ConfigError, MedsslError
+from medssl.utils.device import resolve_device
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 EpochHook = Callable[[int, nn.Module], dict[str, float]]
@@ -91,12 +92,6 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:

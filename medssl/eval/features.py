@@ -24,13 +24,7 @@ from tqdm.auto import tqdm
 
 from medssl.errors import ConfigError, DataError
 from medssl.eval.frozen import assert_frozen
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None -> CUDA when available, else CPU; anything else as given."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+from medssl.utils.device import resolve_device
 
 
 @contextlib.contextmanager

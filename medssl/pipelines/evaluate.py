@@ -16,7 +16,8 @@ import pandas as pd
 
 from medssl.errors import ConfigError, DataError
 from medssl.eval.cv import make_folds
-from medssl.eval.features import extract_features, resolve_device, view_pair_features
+from medssl.eval.features import extract_features, view_pair_features
+from medssl.utils.device import resolve_device
 from medssl.eval.frozen import FrozenWeightsError, state_digest
 from medssl.eval.metrics import alignment, uniformity
 from medssl.eval.probes import ALTERNATIVE_PROBES

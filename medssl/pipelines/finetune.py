@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from medssl.config import DataConfig, TrainConfig, component, save_resolved
-from medssl.engine.train import resolve_device
+from medssl.utils.device import resolve_device
 from medssl.errors import ConfigError
 from medssl.eval.cv import EXTERNAL, INTERNAL, TRAIN, Fold
 from medssl.pipelines import finetune_splits as splits

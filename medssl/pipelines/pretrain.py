@@ -10,7 +10,7 @@ import torch
 
 from medssl.config import PretrainConfig, component_kwargs, save_resolved, to_dict
 from medssl.engine.launch import init_distributed_from_env, shutdown_distributed
-from medssl.engine.train import resolve_device, train_loop
+from medssl.engine.train import train_loop
 from medssl.models.encoder_io import save_encoder
 from medssl.pipelines.common import (
     build_backbone,
@@ -20,6 +20,7 @@ from medssl.pipelines.common import (
     prepare_run_dir,
 )
 from medssl.registry import METHODS, VIEWS
+from medssl.utils.device import resolve_device
 from medssl.utils.repro import environment_info, seed_everything
 
 
