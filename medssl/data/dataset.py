@@ -31,6 +31,7 @@ def resize_volume(
     shape = tuple(int(s) for s in shape)
     if tuple(volume.shape[1:]) == shape:
         return volume
+    volume = np.array(volume, dtype=np.float32)  # a writable copy: memmaps are read-only
     if resize == "crop_pad":
         from monai.transforms import ResizeWithPadOrCrop
 
