@@ -4,8 +4,9 @@
   subjects are all ``external_test``; each training site keeps ~20 % of its subjects (at least one) as
   ``internal_test``. Site sizes are imbalanced (Dirichlet weights, at least 4 per training site and 2 per
   external site).
-- Each site recruits its own age band (centre ~ Beta(1.3, 2) over the cohort's age range, skewed young
-  like OpenBHB; half-width 8-30 % of the range), so site and age are confounded.
+- Each site recruits its own age band, so site and age are confounded: training sites' centres are
+  stratified quantiles of Beta(1.3, 2) over the cohort's age range (skewed young like OpenBHB, covering
+  it), half-width 8-30 % of the range; external sites' bands lie inside the training ages.
 - Sex: per-site male proportion in [0.3, 0.7] (0.8 for ASD cases); TIV (cm^3) ~ 1500 (male) or 1350
   (female) x LogNormal(0, 0.07).
 - Clinical cohorts: at every site half of the subjects are cases (at least one case and one control),
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from medssl.errors import ConfigError
 
@@ -39,6 +41,15 @@ def _site_sizes(n: int, n_sites: int, n_external: int, rng: np.random.Generator)
     return minimum + rng.multinomial(n - minimum.sum(), weights)
 
 
+def _band_ages(lo: float, hi: float, q: float, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Uniform ages in a site's band: centre ``lo + q (hi - lo)``, half-width 8-30 % of the range,
+    clipped to ``[lo, hi]`` and at least 4 years wide."""
+    centre, half = lo + q * (hi - lo), (hi - lo) * rng.uniform(0.08, 0.3)
+    a, b = max(lo, centre - half), min(hi, centre + half)
+    a, b = (min(a, hi - 4.0), max(b, a + 4.0)) if b - a < 4.0 else (a, b)
+    return rng.uniform(a, b, size=size)
+
+
 def design_cohort(cohort: str, n_subjects: int, n_sites: int, n_external_sites: int,
                   rng: np.random.Generator) -> pd.DataFrame:  # fmt: skip
     """One row per subject: participant_id, study, sex, age, site, siteXacq, diagnosis, tiv, severity, split."""
@@ -48,13 +59,16 @@ def design_cohort(cohort: str, n_subjects: int, n_sites: int, n_external_sites: 
         raise ConfigError("n_sites must be >= 1 and n_external_sites >= 0")
     case, (lo, hi), prefix = COHORTS[cohort]
     sizes = _site_sizes(n_subjects, n_sites, n_external_sites, rng)
-    rows = []
+    # training sites' band centres: stratified quantiles of Beta(1.3, 2), so the training sites cover
+    # the range; external sites recruit inside the training ages (no extrapolation in age)
+    quantiles = (rng.permutation(n_sites) + rng.uniform(size=n_sites)) / n_sites
+    rows: list[dict] = []
     for site, size in enumerate(sizes):
-        centre = lo + (hi - lo) * rng.beta(1.3, 2.0)
-        half = (hi - lo) * rng.uniform(0.08, 0.3)
-        a, b = max(lo, centre - half), min(hi, centre + half)
-        a, b = (a, max(b, a + 4.0)) if b - a < 4.0 else (a, b)
-        ages = rng.uniform(a, b, size=size)
+        if site < n_sites:
+            ages = _band_ages(lo, hi, float(stats.beta.ppf(quantiles[site], 1.3, 2.0)), size, rng)
+        else:
+            seen = [r["age"] for r in rows if r["split"] == "train"]
+            ages = np.clip(_band_ages(min(seen), max(seen), rng.uniform(), size, rng), min(seen), max(seen))
         if cohort == "healthy":
             diagnosis = np.array(["control"] * size)
         else:

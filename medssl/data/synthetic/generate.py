@@ -22,7 +22,7 @@ from medssl.data.synthetic.design import COHORTS, design_cohort
 from medssl.data.synthetic.simulate import draw_scanner, simulate_scan
 from medssl.errors import ConfigError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 LAYOUTS = ("hf", "nifti", "kit")
 HF_NAMES = {"vbm": "preproc-cat12vbm_desc-gm_T1w", "quasiraw": "preproc-quasiraw_T1w"}
 

@@ -1,13 +1,14 @@
 """The generative model of one synthetic scan (see docs/data.md for the equations in prose).
 
-Anatomy: template tissue maps (``anatomy.py``) are changed by age (regional GM loss, an inverted-U WM
-curve, lost tissue becomes CSF) and diagnosis, then warped by ``phi(x) = x + u(x)`` where ``u`` is a
-smooth random field (Gaussian-blurred white noise) plus a radial ventricular expansion
-``-a(age) w(x) (x - c)``, ``w = exp(-|x - c|^2 / 2r^2)``.
+Anatomy: template tissue maps (``anatomy.py``) are changed by age (three regional GM-loss processes with
+their own age curves, an inverted-U WM curve, lost tissue becomes CSF) and diagnosis, then warped by
+``phi(x) = x + u(x)`` where ``u = u_rand + u_vent``: a smooth random field (Gaussian-blurred white noise)
+plus a radial ventricular expansion ``u_vent = -a(age) w(x) (x - c)``, ``w = exp(-|x - c|^2 / 2r^2)``.
 - ``quasiraw``: T1-like contrast ``c_csf CSF + c_gm GM + c_wm WM`` of the warped maps, skull-stripped
   (head size removed, as by the 9-dof affine registration of OpenBHB's quasi-raw images).
-- ``vbm``: modulated GM in template space: ``GM_eff(x + 0.3 u_rand) * s^3 / det(I + grad u_rand)``
-  (residual misregistration, Jacobian modulation), ``s^3 = TIV / 1400 cm^3``.
+- ``vbm``: modulated GM in template space:
+  ``GM_eff(x + 0.2 u_rand + u_vent) * s^3 / det(I + grad(0.3 u_rand))`` (residual misregistration, the
+  ventricular expansion, Jacobian modulation), ``s^3 = TIV / 1400 cm^3``.
 Scanner (site) effects, per modality: multiplicative bias field (quadratic polynomial), Gaussian blur,
 intensity scale and offset, additive noise, each drawn per site and jittered per subject.
 """
@@ -23,17 +24,32 @@ from medssl.data.synthetic.anatomy import Anatomy
 
 # Diagnosis-specific effects: fractional GM change per region and extra ventricular expansion.
 DIAGNOSIS_EFFECTS: dict[str, dict[str, float]] = {
-    "scz": {"frontal": -0.07, "temporal": -0.07, "insula": -0.06, "hippocampus": -0.05, "ventricles": 0.06},
-    "bd": {"insula": -0.04, "cingulate": -0.05, "hippocampus": -0.03, "ventricles": 0.03},
-    "asd": {"frontal": 0.04, "temporal": -0.03, "cingulate": -0.03, "ventricles": 0.0},
+    "scz": {"frontal": -0.09, "temporal": -0.09, "insula": -0.09, "hippocampus": -0.07, "ventricles": 0.1},
+    "bd": {"insula": -0.07, "cingulate": -0.08, "hippocampus": -0.05, "ventricles": 0.05},
+    "asd": {"frontal": 0.05, "temporal": -0.05, "cingulate": -0.06, "ventricles": 0.02},
 }
-# Regional susceptibility to age-related GM loss (multiplies f(age)); 0.6 everywhere else.
-AGE_WEIGHTS = {"frontal": 1.2, "temporal": 0.8, "hippocampus": 1.0, "insula": 0.6, "parietal": 0.5}
+# VBM: fraction of the random warp left by registration, and of it that the Jacobian modulation keeps
+# as individual regional volume (det(I + grad(0.3 u)) has ~7.5 % std in GM); the ventricular expansion is
+# not registered out (periventricular GM is displaced).
+VBM_RESIDUAL, VBM_VOLUME = 0.2, 0.3
+# Three age processes, each a regional GM log-loss pattern ``base + sum_r w_r b_r(x)`` (``anatomy.REGIONS``)
+# times its own curve of age (``age_curves``): adolescent pruning of dorsal cortex, slow adult loss,
+# late (accelerating) medial-temporal atrophy. Different shapes in time and space make age non-linear.
+AGE_PATTERNS: dict[str, tuple[float, dict[str, float]]] = {
+    "pruning": (0.2, {"frontal": 1.2, "parietal": 1.0, "cingulate": 0.6}),
+    "adult": (0.3, {"frontal": 1.0, "insula": 0.8, "temporal": 0.6, "thalamus": 0.6}),
+    "late": (0.2, {"hippocampus": 1.6, "temporal": 1.2, "insula": 0.8, "parietal": 0.4}),
+}
 
 
-def gm_loss(age: float) -> float:
-    """f(age): GM log-loss; steep in adolescence (before 20), slow in adulthood, accelerating after 45."""
-    return 0.003 * (age - 25.0) + 0.005 * min(age - 20.0, 0.0) + 0.25 * (max(age - 45.0, 0.0) / 40.0) ** 2
+def age_curves(age: float) -> dict[str, float]:
+    """GM log-loss of each age process: pruning ``0.3 (1 - exp(-(age - 6)_+ / 8))`` (saturates by ~25),
+    adult ``0.005 (age - 6)``, late ``0.45 ((age - 40)_+ / 48)^2``."""
+    return {
+        "pruning": 0.3 * (1.0 - float(np.exp(-max(age - 6.0, 0.0) / 8.0))),
+        "adult": 0.005 * (age - 6.0),
+        "late": 0.45 * (max(age - 40.0, 0.0) / 48.0) ** 2,
+    }
 
 
 def wm_factor(age: float) -> float:
@@ -42,8 +58,8 @@ def wm_factor(age: float) -> float:
 
 
 def ventricle_expansion(age: float) -> float:
-    """a(age): strength of the radial ventricular expansion, quadratic after 30 years."""
-    return 0.05 + 0.3 * (max(age - 30.0, 0.0) / 55.0) ** 2
+    """a(age): strength of the radial ventricular expansion, linear after 20, quadratic after 40."""
+    return 0.05 + 0.003 * max(age - 20.0, 0.0) + 0.4 * (max(age - 40.0, 0.0) / 48.0) ** 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +138,10 @@ def _warp(volume: np.ndarray, grid: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 def tissue_maps(anat: Anatomy, age: float, diagnosis: str, severity: float) -> dict[str, np.ndarray]:
     """Template-space GM/WM/CSF after age and diagnosis effects; lost tissue becomes CSF."""
-    susceptibility = 0.6 + sum(w * anat.region(r) for r, w in AGE_WEIGHTS.items())
-    gm = anat.gm * np.exp(-susceptibility * gm_loss(age))
+    curves = age_curves(age)
+    loss = sum(curves[name] * (base + sum(w * anat.region(r) for r, w in weights.items()))
+               for name, (base, weights) in AGE_PATTERNS.items())  # fmt: skip
+    gm = anat.gm * np.exp(-loss)
     for region, effect in DIAGNOSIS_EFFECTS.get(diagnosis, {}).items():
         if region != "ventricles":
             gm = gm * (1.0 + severity * effect * anat.region(region))
@@ -149,7 +167,8 @@ def simulate_scan(
     a = max(a + rng.normal(0, 0.03), 0.0)
     rel = grid - anat.ventricle_center[:, None, None, None].astype(np.float32)
     weight = np.exp(-(rel**2).sum(0) / (2 * anat.ventricle_radius**2))
-    u = u_rand - a * weight * rel
+    u_vent = -a * weight * rel
+    u = u_rand + u_vent
     maps = tissue_maps(anat, age, diagnosis, severity)
 
     warped = {k: _warp(v, grid, u) for k, v in maps.items()}
@@ -160,8 +179,8 @@ def simulate_scan(
     t1 = (0.15 * warped["csf"] + c_gm * warped["gm"] + c_wm * warped["wm"]) * texture
     quasiraw = apply_scanner(t1, brain, anat.coords, _jitter(scanners["quasiraw"], rng), rng)
 
-    modulation = (tiv / 1400.0) / np.clip(jacobian_det(u_rand), 0.3, 3.0)
-    gm_vbm = _warp(maps["gm"], grid, 0.3 * u_rand) * modulation
+    modulation = (tiv / 1400.0) / np.clip(jacobian_det(VBM_VOLUME * u_rand), 0.3, 3.0)
+    gm_vbm = _warp(maps["gm"], grid, VBM_RESIDUAL * u_rand + u_vent) * modulation
     support = anat.brain > 0.1
     vbm = apply_scanner(gm_vbm, support, anat.coords, _jitter(scanners["vbm"], rng), rng, relative_noise=True)
     return {"vbm": np.clip(vbm, 0, None), "quasiraw": np.clip(quasiraw, 0, None)}
