@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -25,7 +24,7 @@ from medssl.config import TrainConfig
 from medssl.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from medssl.engine.optim import build_optimizer, lr_factor
 from medssl.errors import ConfigError, MedsslError
-from medssl.utils.device import resolve_device
+from medssl.utils.device import progress_enabled, resolve_device
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 EpochHook = Callable[[int, nn.Module], dict[str, float]]
@@ -185,7 +184,7 @@ def train_loop(
         if ckpt.get("stopped"):  # early-stopped: the run is complete
             epoch = cfg.epochs
     log = MetricsLog(run_dir, rank == 0, tensorboard, step)
-    show_bar = rank == 0 and os.environ.get("MEDSSL_PROGRESS", "1") != "0"
+    show_bar = rank == 0 and progress_enabled()
     last: dict[str, float] = {}
     rate_sum, rate_n = 0.0, 0
 
