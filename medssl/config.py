@@ -260,6 +260,7 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     device: str = "auto"  # auto = cuda if available, else cpu
+    num_threads: int | None = None  # CPU threads for torch (None = torch's default); see benchmarks
     log_every: int = 10  # steps between metrics.jsonl records
     probe_every: int = 0  # epochs between frozen-feature probes on data.val_split (0 = off)
     max_steps_per_epoch: int | None = None  # cap for quick debugging runs

@@ -142,6 +142,8 @@ def train_loop(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.num_threads:  # small CPU models can run faster on one thread (benchmarks/README.md)
+        torch.set_num_threads(cfg.num_threads)
     device = device or resolve_device(cfg.device)
     method.to(device)
     if cfg.channels_last:
