@@ -105,25 +105,14 @@ def resolve_inits(cfg: Any) -> list[Init]:
 
 
 def ensure_clinical_synthetic(kind: str, n_subjects: int, shape: tuple[int, ...], seed: int = 0) -> Path:
-    """The synthetic clinical cohort ``kind`` (scz, bd, asd; NIfTI + manifest), generated once.
-
-    Cached like ``ensure_synthetic``, in
-    ``default_cache_dir()/synthetic-v<version>-<kind>-n<N>-<shape>-seed<s>``;
-    6 training sites and 2 external ones (fewer for small ``n_subjects``).
-    """
-    from medssl.data.synthetic import default_cache_dir, make_synthetic_cohort
-    from medssl.data.synthetic.generate import GENERATOR_VERSION
+    """The synthetic clinical cohort ``kind`` (scz, bd, asd; NIfTI + manifest), generated once
+    (``ensure_synthetic(cohort=kind)``, cached beside the healthy default)."""
+    from medssl.data.synthetic import ensure_synthetic
 
     if kind not in ("scz", "bd", "asd"):
         raise ConfigError(f"data.source=synthetic:{kind} is unknown; use synthetic:scz, synthetic:bd or "
                           "synthetic:asd")
-    name = f"synthetic-v{GENERATOR_VERSION}-{kind}-n{n_subjects}-{'x'.join(map(str, shape))}-seed{seed}"
-    root = default_cache_dir() / name
-    if not (root / "synthetic.json").is_file():
-        n_ext = 2 if n_subjects >= 32 else 1
-        n_sites = max(1, min(6, (n_subjects - 2 * n_ext) // 8))
-        make_synthetic_cohort(root, kind, n_subjects, n_sites, n_ext, shape, seed, "nifti", overwrite=True)
-    return root
+    return ensure_synthetic(n_subjects=n_subjects, shape=tuple(shape), seed=seed, cohort=kind)
 
 
 def open_task_cohort(data: DataConfig) -> Any:

@@ -148,8 +148,10 @@ def ensure_synthetic(
     n_subjects: int = 96,
     shape: tuple[int, int, int] = (32, 40, 32),
     seed: int = 0,
+    cohort: str = "healthy",
 ) -> Path:
-    """The embedded default cohort (healthy, HF layout), generated once.
+    """A synthetic cohort generated once: the embedded default (healthy, HF layout) or a clinical one
+    (``cohort="scz"|"bd"|"asd"``, NIfTI + manifest).
 
     It has 6 training and 2 external sites (fewer when ``n_subjects`` is below 56).
 
@@ -158,11 +160,12 @@ def ensure_synthetic(
         and the generator version, ready for ``open_cohort``.
     """
     shape = tuple(int(s) for s in shape)  # type: ignore[assignment]
-    name = f"synthetic-v{GENERATOR_VERSION}-healthy-n{n_subjects}-{'x'.join(map(str, shape))}-seed{seed}"
+    name = f"synthetic-v{GENERATOR_VERSION}-{cohort}-n{n_subjects}-{'x'.join(map(str, shape))}-seed{seed}"
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     root = root / name
     if not (root / "synthetic.json").is_file():
         n_ext = 2 if n_subjects >= 32 else 1
         n_sites = max(1, min(6, (n_subjects - 2 * n_ext) // 8))
-        make_synthetic_cohort(root, "healthy", n_subjects, n_sites, n_ext, shape, seed, "hf", overwrite=True)
+        layout = "hf" if cohort == "healthy" else "nifti"
+        make_synthetic_cohort(root, cohort, n_subjects, n_sites, n_ext, shape, seed, layout, overwrite=True)
     return root
