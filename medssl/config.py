@@ -257,7 +257,8 @@ class TrainConfig:
     precision: typing.Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
     activation_checkpointing: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile the backbone in place (opt-in; see engine/train.py)
+    grad_cache_chunk: int | None = None  # subjects per encoder chunk (GradCache); None = whole batch
     seed: int = 0
     device: str = "auto"  # auto = cuda if available, else cpu
     num_threads: int | None = None  # CPU threads for torch (None = torch's default); see benchmarks
