@@ -5,7 +5,11 @@ Contract (ARCHITECTURE.md): ``forward(x (B, C, D, H, W)) -> (B, num_features)``,
 recomputed in the backward (``torch.utils.checkpoint``, non-reentrant), trading ~30% more compute for
 activation memory (what lets DenseNet121 take large contrastive batches on one GPU). BatchNorm running
 statistics are updated once per step either way (see ``_bn_stats_frozen``). All encoders accept
-``channels_last_3d`` inputs and weights.
+``channels_last_3d`` inputs and weights. ``densenet121_3d`` and ``resnet18_3d`` also take
+``stem_space_to_depth``: the 7^3 stride-2 stem on 1 input channel is computed as an exact stride-1
+convolution on 2x2x2 space-to-depth blocks (:mod:`medssl.models.stem`); same parameters, same outputs up
+to float rounding, a different GPU kernel. Both flags change how the network computes, never what it
+is: ``COMPUTE_ONLY_KWARGS`` lists them, and encoder cards leave them out.
 
 State-dict layout (what a plain-torch mirror must reproduce; keys are MONAI's own):
 
@@ -35,7 +39,10 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
+from medssl.models.stem import stem_conv
 from medssl.registry import BACKBONES
+
+COMPUTE_ONLY_KWARGS = ("activation_checkpointing", "stem_space_to_depth")
 
 Stage = Callable[[torch.Tensor], torch.Tensor]
 
@@ -76,23 +83,31 @@ class DenseNet121Encoder(DenseNet121):
     Args:
         in_channels: image channels C.
         activation_checkpointing: recompute each stage of ``features`` in the backward.
+        stem_space_to_depth: compute ``conv0`` on space-to-depth blocks (see the module docstring).
 
     Note:
         In ``train()`` mode the input must leave more than one value per channel after the last dense
         block (e.g. batch >= 2 at 32^3), or BatchNorm raises.
     """
 
-    def __init__(self, in_channels: int = 1, activation_checkpointing: bool = False) -> None:
+    def __init__(
+        self, in_channels: int = 1, activation_checkpointing: bool = False, stem_space_to_depth: bool = False
+    ) -> None:
         super().__init__(spatial_dims=3, in_channels=in_channels, out_channels=1)
         self.class_layers.out = nn.Identity()
         self.num_features = 1024
         self.activation_checkpointing = activation_checkpointing
+        self.stem_space_to_depth = stem_space_to_depth
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features
+        return f.pool0(f.relu0(f.norm0(stem_conv(x, f.conv0, self.stem_space_to_depth))))
 
     def _stages(self) -> list[Stage]:
-        stem_names = ("conv0", "norm0", "relu0", "pool0")
         children = dict(self.features.named_children())
-        stem = nn.Sequential(*(children.pop(n) for n in stem_names))  # a view: keys unchanged
-        return [stem, *children.values()]
+        for name in ("conv0", "norm0", "relu0", "pool0"):
+            children.pop(name)
+        return [self._stem, *children.values()]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.class_layers(run_stages(self, self._stages(), x))
@@ -109,10 +124,13 @@ class ResNet18Encoder(ResNet):
             and costs 7.6x the FLOPs (537 vs 70 GFLOP per 121x145x121 volume, ~9x the CPU time):
             choose it deliberately.
         activation_checkpointing: recompute the stem and each of ``layer1..4`` in the backward.
+        stem_space_to_depth: compute ``conv1`` on space-to-depth blocks (stride-2 stem only; see the
+            module docstring).
     """
 
     def __init__(
-        self, in_channels: int = 1, stem_stride: int = 2, activation_checkpointing: bool = False
+        self, in_channels: int = 1, stem_stride: int = 2, activation_checkpointing: bool = False,
+        stem_space_to_depth: bool = False,
     ) -> None:
         super().__init__(
             block=ResNetBlock, layers=[2, 2, 2, 2], block_inplanes=get_inplanes(), spatial_dims=3,
@@ -120,9 +138,10 @@ class ResNet18Encoder(ResNet):
         )
         self.num_features = 512
         self.activation_checkpointing = activation_checkpointing
+        self.stem_space_to_depth = stem_space_to_depth
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        return self.maxpool(self.act(self.bn1(self.conv1(x))))
+        return self.maxpool(self.act(self.bn1(stem_conv(x, self.conv1, self.stem_space_to_depth))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stages = [self._stem, self.layer1, self.layer2, self.layer3, self.layer4]

@@ -11,6 +11,7 @@ import torch
 from medssl.config import PretrainConfig, component_kwargs, save_resolved, to_dict
 from medssl.engine.launch import init_distributed_from_env, shutdown_distributed
 from medssl.engine.train import train_loop
+from medssl.models.backbones import COMPUTE_ONLY_KWARGS
 from medssl.models.encoder_io import save_encoder
 from medssl.pipelines.common import (
     build_backbone,
@@ -94,7 +95,7 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
                    tensorboard=cfg.train.tensorboard)
         if rank == 0:
             save_encoder(run_dir / "encoder.pt", method.backbone, {
-                "backbone": {k: v for k, v in cfg.model.items() if k != "activation_checkpointing"},
+                "backbone": {k: v for k, v in cfg.model.items() if k not in COMPUTE_ONLY_KWARGS},
                 "input_shape": input_shape,
                 "modality": cfg.data.modality,
                 "preprocessing": {"shape": input_shape, "resize": cfg.data.resize,
