@@ -6,6 +6,17 @@ One optimiser step = fetch a batch -> move it to the device -> make the views (b
 step comes from a generator seeded by ``(seed, step, rank)``, and the data order by ``(seed, epoch)``,
 so a run killed at any point and resumed from ``checkpoints/last.pt`` ends with the same weights as an
 uninterrupted one (checked on CPU in the tests).
+
+Opt-in variants of the step:
+
+- ``train.grad_cache_chunk = b``: the gradient cache (:mod:`medssl.engine.grad_cache`) replaces the
+  forward + backward: the encoder runs on ``b`` subjects at a time (activation memory of ``b``
+  subjects, one extra forward), the loss sees the whole batch, BatchNorm sees one chunk as it would
+  see one DDP rank. Needs a method with ``embed`` / ``embedding_loss``. Under DDP the method is not
+  wrapped: parameters are broadcast from rank 0 once and gradients averaged after each step.
+- ``train.compile = true``: ``method.backbone.compile()`` (``torch.compile`` in place, default
+  inductor backend; state-dict keys unchanged, so checkpoints and ``encoder.pt`` are unaffected).
+  The first steps pay the compilation; worth it on GPUs for long runs.
 """
 
 from __future__ import annotations
@@ -22,8 +33,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from medssl.config import TrainConfig
 from medssl.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from medssl.engine.grad_cache import grad_cache_step
 from medssl.engine.optim import build_optimizer, lr_factor
 from medssl.errors import ConfigError, MedsslError
+from medssl.methods.base import Method
 from medssl.utils.device import progress_enabled, resolve_device
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
@@ -110,6 +123,22 @@ def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) 
     return out
 
 
+def check_grad_cache(method: nn.Module, chunk: int | None) -> int | None:
+    """``train.grad_cache_chunk`` validated against the method (None = plain steps)."""
+    if chunk is None:
+        return None
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ConfigError(f"train.grad_cache_chunk={chunk!r} must be a whole number of subjects "
+                          ">= 1, or null to run the encoder on the whole batch at once")
+    if not (isinstance(method, Method) and method.supports_grad_cache()):
+        raise ConfigError(
+            f"train.grad_cache_chunk={chunk} needs a method that splits its step into embed / "
+            f"embedding_loss (e.g. siamese); {type(method).__name__} does not: set "
+            "train.grad_cache_chunk: null"
+        )
+    return chunk
+
+
 def train_loop(
     method: nn.Module,
     dataset: Dataset,
@@ -145,11 +174,17 @@ def train_loop(
     if cfg.num_threads:  # small CPU models can run faster on one thread (benchmarks/README.md)
         torch.set_num_threads(cfg.num_threads)
     device = device or resolve_device(cfg.device)
+    chunk = check_grad_cache(method, cfg.grad_cache_chunk)
     method.to(device)
     if cfg.channels_last:
         method.to(memory_format=torch.channels_last_3d)
+    if cfg.compile:
+        method.backbone.compile()
     model: nn.Module = method
-    if world > 1:
+    if world > 1 and chunk:  # no DDP wrapper: grad_cache_step averages the gradients itself
+        for tensor in method.state_dict().values():  # what DDP's constructor would broadcast
+            torch.distributed.broadcast(tensor, src=0)
+    elif world > 1:
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(method, device_ids=ids)
     sampler = ResumableSampler(len(dataset), cfg.batch_size, cfg.seed, rank, world)
@@ -172,6 +207,10 @@ def train_loop(
         cfg.step_gamma))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     amp_dtype = autocast_dtype(cfg.precision)
+
+    def autocast() -> torch.autocast:
+        return torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                              enabled=amp_dtype is not None)
 
     epoch, step = 0, 0
     ckpt_path = run_dir / "checkpoints" / "last.pt"
@@ -211,18 +250,21 @@ def train_loop(
             views = batch.get("views") or (
                 [augment(batch["image"]) for _ in range(n_views)] if augment else [batch["image"]]
             )
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
-                out = model(batch, views)
+            optimizer.zero_grad(set_to_none=True)
+            if chunk:  # forward and backward, chunk by chunk (engine/grad_cache.py)
+                out = grad_cache_step(method, batch, views, chunk, scaler.scale, autocast)
+            else:
+                with autocast():
+                    out = model(batch, views)
             loss = out["loss"]
-            if not torch.isfinite(loss):
+            if not torch.isfinite(loss):  # before any optimiser step: the weights are intact
                 raise NonFiniteLossError(
                     f"loss is {loss.item()} at epoch {epoch + 1}, step {step}: training stopped "
                     "(lower train.lr, set train.grad_clip, use train.precision=fp32, or check the "
                     f"data for NaN). The last good checkpoint is {ckpt_path}."
                 )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            if not chunk:
+                scaler.scale(loss).backward()
             if cfg.grad_clip:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(params, cfg.grad_clip)

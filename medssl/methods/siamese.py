@@ -18,7 +18,8 @@ class SiameseContrastive(Method):
     """Two views of each subject through one shared encoder + projector, then a contrastive loss.
 
     Both views go through the network in one forward pass of ``2B`` volumes, so BatchNorm sees the
-    whole contrastive batch (as in SimCLR).
+    whole contrastive batch (as in SimCLR). ``embed`` / ``embedding_loss`` split the step for the
+    gradient cache (``train.grad_cache_chunk``): BatchNorm then sees both views of one chunk of subjects.
 
     Args:
         backbone: ``(B, 1, D, H, W) -> (B, F)``; exported as the encoder after training.
@@ -40,14 +41,23 @@ class SiameseContrastive(Method):
         self.backbone, self.head, self.loss = backbone, head, loss
         self.label, self.bias = label, bias
 
-    def training_step(
-        self, batch: dict[str, torch.Tensor], views: list[torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
+    def embed(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Views ``[(B, 1, D, H, W)] * 2`` -> embeddings ``[(B, d)] * 2``, in ONE forward of ``2B``."""
         if len(views) != 2:
             raise ValueError(f"siamese needs exactly 2 views, got {len(views)}")
-        z1, z2 = self.head(self.backbone(torch.cat(views))).chunk(2)
+        return list(self.head(self.backbone(torch.cat(views))).chunk(2))
+
+    def embedding_loss(
+        self, batch: dict[str, torch.Tensor], embeddings: list[torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """``loss(z1, z2, y=batch[label], bias=batch[bias])`` as ``{"loss": ..., **scalars}``."""
+        z1, z2 = embeddings
         y = batch[self.label] if self.label else None
         bias = batch[self.bias] if self.bias else None
         out = self.loss(z1, z2, y=y, bias=bias)
         return out if isinstance(out, dict) else {"loss": out}
 
+    def training_step(
+        self, batch: dict[str, torch.Tensor], views: list[torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        return self.embedding_loss(batch, self.embed(views))

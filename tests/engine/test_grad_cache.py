@@ -1,0 +1,255 @@
+"""Gradient cache: the chunked step reproduces one-graph gradients (and BN statistics) exactly."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from test_train_loop import ToyVolumes, cfg, make_method, noise_views, state_of
+from torch import nn
+
+from medssl.engine.grad_cache import grad_cache_step
+from medssl.engine.train import train_loop
+from medssl.errors import ConfigError
+from medssl.losses import build_loss
+from medssl.methods.base import Method
+from medssl.methods.siamese import SiameseContrastive
+from medssl.models.backbones import run_stages
+from medssl.models.tiny import TinyCNN3d
+
+N = 8
+LOSSES = [("yaware", {"sigma": 10.0}, "age"), ("infonce", {}, None)]
+
+
+def without_bn(backbone: TinyCNN3d) -> TinyCNN3d:
+    """BatchNorm -> GroupNorm (per-sample statistics): chunking cannot change the forward."""
+    for i, m in enumerate(backbone.features):
+        if isinstance(m, nn.BatchNorm3d):
+            backbone.features[i] = nn.GroupNorm(2, m.num_features)
+    return backbone
+
+
+def siamese(loss: str, kw: dict, label: str | None, bn: bool = True,
+            dtype: torch.dtype = torch.float64) -> SiameseContrastive:
+    torch.manual_seed(0)
+    backbone = TinyCNN3d(width=4) if bn else without_bn(TinyCNN3d(width=4))
+    head = (nn.Sequential(nn.Linear(32, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 16))
+            if bn else nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 16)))
+    return SiameseContrastive(backbone, head, build_loss(loss, **kw), label=label).to(dtype).train()
+
+
+def data(dtype: torch.dtype = torch.float64) -> tuple[dict, list[torch.Tensor]]:
+    g = torch.Generator().manual_seed(3)
+    image = torch.randn(N, 1, 16, 16, 16, generator=g, dtype=dtype)
+    views = [image + 0.3 * torch.randn(image.shape, generator=g, dtype=dtype) for _ in range(2)]
+    return {"age": torch.linspace(20.0, 70.0, N, dtype=dtype)}, views
+
+
+def grads(method: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: p.grad.clone() for k, p in method.named_parameters()}
+
+
+def bn_buffers(method: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: b.clone() for k, b in method.named_buffers()}
+
+
+def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rtol: float = 1e-6) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=rtol, atol=1e-12, msg=key)
+
+
+@pytest.mark.parametrize("loss,kw,label", LOSSES)
+def test_without_batchnorm_every_chunk_size_gives_the_full_batch_gradient(loss, kw, label) -> None:
+    batch, views = data()
+    plain = siamese(loss, kw, label, bn=False)
+    plain.training_step(batch, views)["loss"].backward()
+    want = grads(plain)
+    for chunk in (2, 3, N):
+        method = siamese(loss, kw, label, bn=False)
+        out = grad_cache_step(method, batch, views, chunk)
+        assert_same(grads(method), want)
+        assert not out["loss"].requires_grad
+        torch.testing.assert_close(out["loss"], plain.training_step(batch, views)["loss"].detach())
+
+
+def one_graph_reference(method: SiameseContrastive, batch: dict, views: list[torch.Tensor],
+                        chunk: int) -> torch.Tensor:
+    """Each chunk (both views of its subjects) forwarded WITH autograd in one graph; the loss."""
+    z1, z2 = [], []
+    for start in range(0, N, chunk):
+        x1, x2 = (v[start:start + chunk] for v in views)
+        z = method.head(method.backbone(torch.cat([x1, x2])))
+        z1.append(z[: len(x1)])
+        z2.append(z[len(x1):])
+    return method.loss(torch.cat(z1), torch.cat(z2), y=batch["age"])
+
+
+def test_with_batchnorm_chunks_act_as_ranks_and_update_running_stats_once() -> None:
+    batch, views = data()
+    full = siamese(*LOSSES[0])
+    full.training_step(batch, views)["loss"].backward()
+    for chunk in (3, 4):
+        ref, method = siamese(*LOSSES[0]), siamese(*LOSSES[0])
+        one_graph_reference(ref, batch, views, chunk).backward()
+        grad_cache_step(method, batch, views, chunk)
+        assert_same(grads(method), grads(ref))
+        assert_same(bn_buffers(method), bn_buffers(ref), rtol=1e-12)
+        n_chunks = -(-N // chunk)
+        assert int(method.backbone.features[1].num_batches_tracked) == n_chunks
+        # per-chunk BN differs from whole-batch BN: the comparison above can fail
+        delta = (grads(method)["backbone.features.0.weight"]
+                 - grads(full)["backbone.features.0.weight"]).abs().max()
+        assert delta > 1e-6
+
+
+class CheckpointedTiny(TinyCNN3d):
+    """tiny_cnn3d whose two halves run under ``torch.utils.checkpoint`` (as the real encoders do)."""
+
+    activation_checkpointing = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stages = [self.features[:6], self.features[6:]]
+        return run_stages(self, stages, x).mean(dim=(2, 3, 4))
+
+
+def test_activation_checkpointing_scale_and_dropout_compose() -> None:
+    batch, views = data()
+    ref = siamese(*LOSSES[0])
+    ref.head.insert(3, nn.Dropout(0.5))  # random draws must be replayed in pass 3
+    method = copy.deepcopy(ref)
+    ckpt = CheckpointedTiny(width=4).double()
+    ckpt.load_state_dict(method.backbone.state_dict())
+    method.backbone = ckpt
+    torch.manual_seed(5)
+    one_graph_reference(ref, batch, views, 3).backward()
+    torch.manual_seed(5)
+    grad_cache_step(method, batch, views, 3, scale=lambda loss: 8 * loss)
+    assert_same({k: g / 8 for k, g in grads(method).items()}, grads(ref))
+    assert_same(bn_buffers(method), bn_buffers(ref), rtol=1e-12)
+
+
+def test_autocast_factory_wraps_the_forward_passes() -> None:
+    batch, views = data(torch.float32)
+    ref, method = siamese(*LOSSES[0], dtype=torch.float32), siamese(*LOSSES[0], dtype=torch.float32)
+    cast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16)
+    with cast():  # the reference forwards under autocast and backpropagates outside it
+        loss = one_graph_reference(ref, batch, views, 4)
+    loss.backward()
+    out = grad_cache_step(method, batch, views, 4, autocast=cast)
+    assert out["loss"].dtype == torch.float32
+    torch.testing.assert_close(out["loss"], loss.detach())
+    for key, want in grads(ref).items():  # the reference sums the chunks' gradients in bf16
+        assert (grads(method)[key] - want).norm() <= 1e-2 * want.norm(), key
+    fp32 = siamese(*LOSSES[0], dtype=torch.float32)
+    one_graph_reference(fp32, batch, views, 4).backward()  # bf16 really ran: not the fp32 gradient
+    assert (grads(fp32)["head.3.weight"] - grads(method)["head.3.weight"]).abs().max() > 1e-4
+
+
+def test_train_loop_with_grad_cache_resumes_exactly_and_equals_plain_steps(tmp_path, monkeypatch) -> None:
+    plain, whole, straight, split = (tmp_path / n for n in ("plain", "whole", "straight", "split"))
+    train_loop(make_method(), ToyVolumes(), noise_views, cfg(), plain, tensorboard=False)
+    summary = train_loop(make_method(), ToyVolumes(), noise_views, cfg(grad_cache_chunk=8), whole,
+                         tensorboard=False)
+    assert torch.isfinite(torch.tensor(summary["epoch/loss"]))
+    a, b = state_of(plain), state_of(whole)  # one chunk = the plain step, one extra forward
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+
+    train_loop(make_method(), ToyVolumes(), noise_views, cfg(grad_cache_chunk=3), straight,
+               tensorboard=False)
+    import medssl.engine.train as engine
+
+    real_save = engine.save_checkpoint
+
+    def save_then_die(path, **state):  # type: ignore[no-untyped-def]
+        real_save(path, **state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_loop(make_method(), ToyVolumes(), noise_views, cfg(grad_cache_chunk=3), split,
+                   tensorboard=False)
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
+    train_loop(make_method(), ToyVolumes(), noise_views, cfg(grad_cache_chunk=3), split,
+               tensorboard=False)
+    a, b = state_of(straight), state_of(split)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert int(a["backbone.features.1.num_batches_tracked"]) == 6 * 3  # 6 steps x 3 chunks
+
+
+def test_methods_without_the_split_and_bad_chunks_are_refused(tmp_path) -> None:
+    class Whole(Method):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = TinyCNN3d(width=4)
+
+        def training_step(self, batch, views):  # type: ignore[no-untyped-def]
+            return {"loss": self.backbone(views[0]).pow(2).mean()}
+
+    with pytest.raises(ConfigError, match=r"train\.grad_cache_chunk=4 .* Whole"):
+        train_loop(Whole(), ToyVolumes(), noise_views, cfg(grad_cache_chunk=4), tmp_path)
+    with pytest.raises(ConfigError, match=r"train\.grad_cache_chunk=0"):
+        train_loop(make_method(), ToyVolumes(), noise_views, cfg(grad_cache_chunk=0), tmp_path)
+
+
+def test_compile_is_in_place_and_keeps_state_dict_keys(tmp_path, monkeypatch) -> None:
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", functools.partial(real, backend="eager"))  # no C++ build
+    method = make_method()
+    keys = list(method.state_dict())
+    train_loop(method, ToyVolumes(), noise_views, cfg(epochs=1, max_steps_per_epoch=1, compile=True),
+               tmp_path, tensorboard=False)
+    assert method.backbone._compiled_call_impl is not None
+    assert list(state_of(tmp_path)) == keys
+
+
+# ---- two gloo processes: world=2 grad cache == world=1 on the concatenated batch (no BN) ----------
+
+
+def _worker(rank: int, port: int, out: str) -> None:
+    import datetime
+
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2, timeout=datetime.timedelta(seconds=60))
+    try:
+        batch, views = data()
+        half = slice(rank * N // 2, (rank + 1) * N // 2)
+        method = siamese(*LOSSES[0], bn=False)
+        grad_cache_step(method, {"age": batch["age"][half]}, [v[half] for v in views], 3)
+        loop_method = make_method()
+        with torch.no_grad():  # different initial weights per rank: train_loop must broadcast
+            for p in loop_method.parameters():
+                p.add_(0.01 * rank)
+        train_loop(loop_method, ToyVolumes(), noise_views,
+                   cfg(epochs=1, max_steps_per_epoch=1, batch_size=4, grad_cache_chunk=2),
+                   f"{out}/run{rank}", rank=rank, world=2, tensorboard=False)
+        params = {k: p.detach() for k, p in loop_method.named_parameters()}
+        torch.save({"grads": grads(method), "params": params}, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_match_one_process(tmp_path) -> None:
+    if not torch.distributed.is_available() or "fork" not in mp.get_all_start_methods():
+        pytest.skip("needs torch.distributed and fork")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_worker, args=(port, str(tmp_path)), nprocs=2, start_method="fork")
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    batch, views = data()
+    single = siamese(*LOSSES[0], bn=False)
+    single.training_step(batch, views)["loss"].backward()
+    for r in ranks:
+        assert_same(r["grads"], grads(single))
+    for key, p in ranks[0]["params"].items():  # same start + averaged gradients: same weights
+        assert torch.equal(p, ranks[1]["params"][key]), key
