@@ -183,6 +183,21 @@ def test_train_loop_with_grad_cache_resumes_exactly_and_equals_plain_steps(tmp_p
     assert int(a["backbone.features.1.num_batches_tracked"]) == 6 * 3  # 6 steps x 3 chunks
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")  # skipped fp16 step
+def test_fp16_grad_scaler_path_equals_the_plain_fp16_step(tmp_path) -> None:
+    """GradScaler.scale applies to the cached dL/dz; overflowing first steps are skipped alike."""
+    runs = {}
+    for name, chunk in (("plain", None), ("one_chunk", 8), ("chunks", 3)):
+        train_loop(make_method(), ToyVolumes(), noise_views,
+                   cfg(epochs=1, precision="fp16", grad_cache_chunk=chunk), tmp_path / name,
+                   tensorboard=False)
+        runs[name] = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)
+    for key, want in runs["plain"]["method"].items():
+        torch.testing.assert_close(runs["one_chunk"]["method"][key], want, rtol=1e-4, atol=1e-5)
+        assert torch.isfinite(runs["chunks"]["method"][key].float()).all(), key
+    assert runs["one_chunk"]["scaler"]["scale"] == runs["plain"]["scaler"]["scale"]
+
+
 def test_methods_without_the_split_and_bad_chunks_are_refused(tmp_path) -> None:
     class Whole(Method):
         def __init__(self) -> None:
