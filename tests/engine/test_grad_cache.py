@@ -183,7 +183,7 @@ def test_train_loop_with_grad_cache_resumes_exactly_and_equals_plain_steps(tmp_p
     assert int(a["backbone.features.1.num_batches_tracked"]) == 6 * 3  # 6 steps x 3 chunks
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")  # skipped fp16 step
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step:UserWarning")  # skipped fp16 step
 def test_fp16_grad_scaler_path_equals_the_plain_fp16_step(tmp_path) -> None:
     """GradScaler.scale applies to the cached dL/dz; overflowing first steps are skipped alike."""
     runs = {}
