@@ -3,7 +3,9 @@
 ``medssl_step`` mirrors one iteration of ``medssl.engine.train.train_loop`` (copy the batch to the device
 non-blocking from pinned memory, channels-last, make two views with the batched augmenter on the device,
 ``method(batch, views)`` under bf16 autocast, backward, fused Adam); it is re-stated here, not called,
-so that it can be timed step by step without datasets, checkpoints or logging.
+so that it can be timed step by step without datasets, checkpoints or logging. A :class:`Variant` picks
+the options that are measured against each other: memory format, the space-to-depth stem,
+``torch.compile`` of the backbone, and the gradient cache (``train.grad_cache_chunk``).
 
 ``baseline_step`` is the authors' kind of loop: fp32 (PyTorch defaults, so cuDNN may use TF32), no
 channels-last, ``cudnn.benchmark`` off, plain Adam, views already augmented on the CPU and copied from
@@ -12,20 +14,38 @@ pageable memory, ``loss.item()`` every step. The CPU augmentation itself is time
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
 import medssl.methods  # noqa: F401  (registers the siamese method)
+from medssl.engine.grad_cache import grad_cache_step
 from medssl.engine.optim import build_optimizer
 from medssl.pipelines.common import build_backbone, build_head, build_objective
-from medssl.registry import METHODS, VIEWS
+from medssl.registry import BACKBONES, METHODS, VIEWS
 
 HEAD = {"name": "mlp", "hidden_dims": [512], "out_dim": 128}
 LOSS = {"name": "yaware", "temperature": 0.1, "sigma": 5.0, "kernel": "rbf", "label": "age"}
 CL = torch.channels_last_3d
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Options of medssl's step that the benchmark compares (the engine's config keys in brackets)."""
+
+    channels_last: bool = True  # train.channels_last
+    stem_space_to_depth: bool = False  # model.stem_space_to_depth
+    compile: bool = False  # train.compile
+    grad_cache_chunk: int | None = None  # train.grad_cache_chunk
+
+    def label(self) -> str:
+        parts = ["cl" if self.channels_last else "ncdhw", "s2d" if self.stem_space_to_depth else "stem"]
+        parts += ["compile"] if self.compile else []
+        parts += [f"gc{self.grad_cache_chunk}"] if self.grad_cache_chunk else []
+        return "+".join(parts)
 
 
 @dataclass
@@ -39,9 +59,15 @@ class Step:
     notes: dict[str, Any]
 
 
-def build_method(backbone: str, checkpointing: bool = False, loss: dict[str, Any] | None = None) -> nn.Module:
+def build_method(
+    backbone: str, checkpointing: bool = False, loss: dict[str, Any] | None = None,
+    stem_space_to_depth: bool = False,
+) -> nn.Module:
     """The siamese method of the pretrain pipeline: backbone -> MLP head 512-128 -> y-aware loss."""
-    net = build_backbone({"name": backbone}, checkpointing)
+    spec: dict[str, Any] = {"name": backbone}
+    if stem_space_to_depth and "stem_space_to_depth" in inspect.signature(BACKBONES.get(backbone)).parameters:
+        spec["stem_space_to_depth"] = True
+    net = build_backbone(spec, checkpointing)
     head = build_head(HEAD, net.num_features)
     objective = build_objective(loss or LOSS, {"name": "none"})
     return METHODS.get("siamese")(backbone=net, head=head, loss=objective, label="age")
@@ -59,13 +85,18 @@ def augmenter(device: torch.device, preset: str = "yaware") -> nn.Module | None:
 
 def medssl_step(
     backbone: str, subjects: int, shape: tuple[int, int, int], device: torch.device,
-    checkpointing: bool = False, on_device: bool = False,
+    checkpointing: bool = False, on_device: bool = False, variant: Variant = Variant(),
 ) -> Step:
     """medssl's step at ``subjects`` subjects x 2 views of ``(1, *shape)`` volumes (bf16 autocast).
 
     ``on_device=True`` keeps the batch on the device (no host copy), for memory searches at large batch.
     """
-    method = build_method(backbone, checkpointing).to(device).to(memory_format=CL)
+    v = variant
+    fmt = CL if v.channels_last else torch.contiguous_format
+    method = build_method(backbone, checkpointing, stem_space_to_depth=v.stem_space_to_depth)
+    method = method.to(device).to(memory_format=fmt)
+    if v.compile:
+        method.backbone.compile(backend="eager" if device.type == "cpu" else "inductor")
     params = [p for p in method.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, "adam", 1e-4, 5e-5, fused=device.type == "cuda")
     aug = augmenter(device)
@@ -77,13 +108,17 @@ def medssl_step(
     state: dict[str, Any] = {}
 
     def run() -> torch.Tensor:
-        x = host.to(device, non_blocking=True).contiguous(memory_format=CL)
+        x = host.to(device, non_blocking=True).contiguous(memory_format=fmt)
         batch = {"image": x, **meta}
         views = [aug(x) for _ in range(2)] if aug is not None else [x, x]
-        with torch.autocast(device.type, dtype=amp):
-            out = method(batch, views)
         optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
+        if v.grad_cache_chunk:
+            out = grad_cache_step(method, batch, views, v.grad_cache_chunk,
+                                  autocast=lambda: torch.autocast(device.type, dtype=amp))
+        else:
+            with torch.autocast(device.type, dtype=amp):
+                out = method(batch, views)
+            out["loss"].backward()
         optimizer.step()
         state.update(batch=batch, views=views)
         return out["loss"]
@@ -91,7 +126,8 @@ def medssl_step(
     run()  # first call builds the optimizer state and fixes the batch used by count_flops
     notes = {"views": "yaware (batched, on device)" if aug is not None else "identical (yaware not registered)",
              "checkpointing": bool(getattr(method.backbone, "activation_checkpointing", False)),
-             "precision": "bf16 autocast", "channels_last_3d": True, "fused_adam": device.type == "cuda"}
+             "precision": "bf16 autocast", "fused_adam": device.type == "cuda", "variant": v.label(),
+             **asdict(v)}
     return Step(run, method, state["batch"], state["views"], notes)
 
 
@@ -118,13 +154,15 @@ def baseline_step(backbone: str, subjects: int, shape: tuple[int, int, int], dev
 
 def count_flops(method: nn.Module, batch: dict[str, torch.Tensor], views: list[torch.Tensor]) -> int:
     """FLOPs of one forward + backward of ``method`` (``torch.utils.flop_counter``: 2 per multiply-add,
-    convolutions and matmuls only), without activation recomputation."""
+    convolutions and matmuls only): the model's own FLOPs, so without activation recomputation and
+    with the plain stem (the space-to-depth stem does 1.49x the stem's multiply-adds)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     backbone = method.backbone
-    saved = getattr(backbone, "activation_checkpointing", None)
-    if saved is not None:
-        backbone.activation_checkpointing = False
+    flags = {k: getattr(backbone, k) for k in ("activation_checkpointing", "stem_space_to_depth")
+             if hasattr(backbone, k)}
+    for key in flags:
+        setattr(backbone, key, False)
     device_type = views[0].device.type
     try:
         with FlopCounterMode(display=False) as counter:
@@ -132,7 +170,7 @@ def count_flops(method: nn.Module, batch: dict[str, torch.Tensor], views: list[t
                 out = method(batch, [v.detach() for v in views])
             out["loss"].backward()
     finally:
-        if saved is not None:
-            backbone.activation_checkpointing = saved
+        for key, value in flags.items():
+            setattr(backbone, key, value)
         method.zero_grad(set_to_none=True)
     return int(counter.get_total_flops())

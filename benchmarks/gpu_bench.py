@@ -9,10 +9,19 @@ written to ``OUT/gpu.json`` after every item):
 - ``gpu_views``: batched on-device augmentation, volumes/s per registered view preset.
 - ``losses``: forward + backward of the yaware / exp / fairkl losses at N = 64 and 1024 subjects, d = 128.
 - ``gather``: one-rank process group, ``all_gather`` of (z, y, site) (launch cost only; see ``bench_scaling``).
-- ``train/<backbone>``: medssl's step vs the plain fp32 step, volumes/s (both views counted), peak
-  memory, counted FLOPs and MFU; OOM falls back to activation checkpointing, then to smaller batches.
-- ``memory/<backbone>``: largest contrastive batch with bf16 + activation checkpointing (time-capped).
-- ``compile/resnet18_3d``: ``torch.compile`` of the backbone, only when time is left.
+- ``profile/<backbone>``: ``torch.profiler`` over two of medssl's steps: the operators (with input
+  shapes) that take the most device time, and the share of each.
+- ``variants/<backbone>``: medssl's step under each eager :class:`bench_steps.Variant` (memory format x
+  stem); the fastest is used by the items after it.
+- ``train/<backbone>``: medssl's step (fastest variant) vs the plain fp32 step, volumes/s (both views
+  counted), peak memory, counted FLOPs and MFU; OOM falls back to activation checkpointing, then to
+  smaller batches.
+- ``gradcache/<first backbone>``: large contrastive batches (256, 512, ... subjects x 2 views) through the
+  gradient cache (chunks of ``--subjects``): volumes/s and peak memory.
+- ``compile/<first backbone>`` (``--compile-all``: every backbone): ``torch.compile`` of the backbone,
+  only when time is left.
+- ``memory/<backbone>``: largest batch with bf16 + activation checkpointing and no gradient cache
+  (time-capped; ``--skip memory`` leaves it out).
 
 Usage: ``python benchmarks/gpu_bench.py --out OUT`` (``--smoke``: the same code on CPU at tiny sizes).
 """
@@ -32,7 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from bench_common import Bench, bf16_peak, environment, free_memory, is_oom, largest_fitting, time_calls  # noqa: E402
+from bench_common import (  # noqa: E402
+    Bench, bf16_peak, environment, free_memory, is_oom, largest_fitting, sync, time_calls,
+)
+from bench_steps import Variant  # noqa: E402
 
 FULL_SHAPE = (121, 145, 121)
 
@@ -61,6 +73,12 @@ def settings(args: argparse.Namespace) -> Settings:
     workers = max(1, min(15, (os.cpu_count() or 2) - 1))
     return Settings(torch.device("cuda"), tuple(args.shape or FULL_SHAPE), args.subjects, 3, args.steps,
                     args.backbones or ["resnet18_3d", "densenet121_3d"], (64, 1024), 2048, workers, False)
+
+
+def best_variant(items: dict[str, Any], backbone: str) -> Variant:
+    """The fastest eager variant that ``variants/<backbone>`` measured (the default one if none)."""
+    found = items.get(f"variants/{backbone}", {}).get("best")
+    return Variant(**found) if found else Variant()
 
 
 def rate(subjects: int, seconds: float) -> float:
@@ -158,7 +176,107 @@ def item_gather(s: Settings) -> dict[str, Any]:
             "note": "one rank: launch + local copy only; multi-GPU costs are modelled in scaling"}
 
 
-def try_train(backbone: str, s: Settings, kind: str) -> dict[str, Any]:
+def item_profile(backbone: str, s: Settings) -> dict[str, Any]:
+    """Operators by device time over two of medssl's steps (``torch.profiler``, input shapes recorded)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench_steps import medssl_step
+
+    torch.backends.cudnn.benchmark = True
+    step = medssl_step(backbone, s.subjects, s.shape, s.device)
+    time_calls(step.run, s.device, 2, 1)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if s.device.type == "cuda" else [])
+    with profile(activities=activities, record_shapes=True) as prof:
+        for _ in range(2):
+            step.run()
+        sync(s.device)
+
+    def self_us(e: Any) -> float:
+        if s.device.type == "cuda":
+            return float(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0))
+        return float(e.self_cpu_time_total)
+
+    def top(events: Any, k: int, shapes: bool) -> list[dict[str, Any]]:
+        rows = sorted(events, key=self_us, reverse=True)[:k]
+        return [{"op": e.key, **({"shapes": str(e.input_shapes)[:160]} if shapes else {}),
+                 "calls_per_step": e.count / 2, "ms_per_step": round(self_us(e) / 2e3, 2),
+                 "share": round(self_us(e) / total, 4)} for e in rows]
+
+    by_op = prof.key_averages()
+    total = sum(self_us(e) for e in by_op) or 1.0
+    out = {"variant": step.notes["variant"], "device_ms_per_step": round(total / 2e3, 1),
+           "by_op": top(by_op, 15, False), "by_op_and_shape": top(prof.key_averages(group_by_input_shape=True), 25, True)}
+    del step
+    free_memory(s.device)
+    return out
+
+
+def item_variants(backbone: str, s: Settings) -> dict[str, Any]:
+    """medssl's step under each eager variant (memory format x stem), ``s.subjects`` subjects."""
+    from bench_steps import medssl_step
+
+    torch.backends.cudnn.benchmark = True
+    out: dict[str, Any] = {"subjects": s.subjects}
+    best, best_rate = None, 0.0
+    for v in [Variant(), Variant(stem_space_to_depth=True), Variant(channels_last=False, stem_space_to_depth=True),
+              Variant(channels_last=False)]:
+        if s.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            step = medssl_step(backbone, s.subjects, s.shape, s.device, variant=v)
+            t = time_calls(step.run, s.device, max(1, s.warmup - 1), s.steps, max_s=10.0)
+        except Exception as exc:  # noqa: BLE001  (one variant's failure must not hide the others)
+            out[v.label()] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            step = None
+            free_memory(s.device)
+            continue
+        res = {"vol_per_s": rate(s.subjects, t["median_s"]), "step_s": t["median_s"], "spread_s": [t["min_s"], t["max_s"]]}
+        if s.device.type == "cuda":
+            res["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        out[v.label()] = res
+        if res["vol_per_s"] > best_rate:
+            best, best_rate = v, res["vol_per_s"]
+        del step
+        free_memory(s.device)
+    if best is not None:
+        out["best"] = {k: getattr(best, k) for k in ("channels_last", "stem_space_to_depth")}
+        out["best_label"] = best.label()
+    return out
+
+
+def item_gradcache(backbone: str, s: Settings, variant: Variant, deadline: float) -> dict[str, Any]:
+    """Steps of ``n`` subjects x 2 views through the gradient cache (chunks of ``s.subjects``)."""
+    from dataclasses import replace
+
+    from bench_steps import medssl_step
+
+    torch.backends.cudnn.benchmark = True
+    v = replace(variant, grad_cache_chunk=s.subjects)
+    out: dict[str, Any] = {"variant": v.label(), "chunk_subjects": s.subjects}
+    for n in [s.subjects * k for k in (8, 16, 32)]:
+        if time.perf_counter() > deadline:
+            out[str(n)] = {"skipped": "time"}
+            break
+        if s.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            step = medssl_step(backbone, n, s.shape, s.device, on_device=True, variant=v)
+            t = time_calls(step.run, s.device, 1, 2 if not s.smoke else 1, max_s=20.0)
+        except Exception as exc:  # noqa: BLE001
+            out[str(n)] = {"error": "OOM" if is_oom(exc) else f"{type(exc).__name__}: {str(exc)[:160]}"}
+            step = None
+            free_memory(s.device)
+            break
+        res = {"vol_per_s": rate(n, t["median_s"]), "step_s": t["median_s"]}
+        if s.device.type == "cuda":
+            res["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        out[str(n)] = res
+        del step
+        free_memory(s.device)
+    return out
+
+
+def try_train(backbone: str, s: Settings, kind: str, variant: Variant | None = None) -> dict[str, Any]:
     """Time ``kind`` (medssl / baseline) at the largest of the fallback batches that fits."""
     from bench_steps import baseline_step, count_flops, medssl_step
 
@@ -173,8 +291,8 @@ def try_train(backbone: str, s: Settings, kind: str) -> dict[str, Any]:
             torch.cuda.reset_peak_memory_stats()
         step, failed = None, False
         try:
-            step = medssl_step(backbone, subjects, s.shape, s.device, ckpt) if kind == "medssl" \
-                else baseline_step(backbone, subjects, s.shape, s.device)
+            step = medssl_step(backbone, subjects, s.shape, s.device, ckpt, variant=variant or Variant()) \
+                if kind == "medssl" else baseline_step(backbone, subjects, s.shape, s.device)
             t = time_calls(step.run, s.device, s.warmup, s.steps, max_s=20.0 if kind == "medssl" else 10.0)
         except Exception as exc:  # noqa: BLE001
             if not is_oom(exc):
@@ -203,9 +321,9 @@ def try_train(backbone: str, s: Settings, kind: str) -> dict[str, Any]:
     raise RuntimeError(f"every batch OOM: {failures}")
 
 
-def item_train(backbone: str, s: Settings, card: str) -> dict[str, Any]:
+def item_train(backbone: str, s: Settings, card: str, variant: Variant) -> dict[str, Any]:
     out: dict[str, Any] = {"shape": list(s.shape)}
-    out["medssl"] = try_train(backbone, s, "medssl")
+    out["medssl"] = try_train(backbone, s, "medssl", variant)
     try:
         out["baseline_gpu"] = try_train(backbone, s, "baseline")
     except Exception as exc:  # noqa: BLE001  (keep the medssl figures)
@@ -258,17 +376,22 @@ def item_memory(backbone: str, s: Settings, deadline: float) -> dict[str, Any]:
             "search_s": round(time.perf_counter() - start, 1), "capped_at": s.search_cap}
 
 
-def item_compile(backbone: str, s: Settings, eager: dict[str, Any] | None) -> dict[str, Any]:
+def item_compile(backbone: str, s: Settings, eager: dict[str, Any] | None, variant: Variant) -> dict[str, Any]:
+    """``torch.compile`` of the backbone (inductor; the smoke run traces with dynamo only, no C++ build)."""
+    from dataclasses import replace
+
     from bench_steps import medssl_step
 
+    torch.backends.cudnn.benchmark = True
     t0 = time.perf_counter()
-    step = medssl_step(backbone, s.subjects, s.shape, s.device)
-    backend = "eager" if s.smoke else "inductor"  # smoke: trace with dynamo only (no C++ build)
-    step.method.backbone = torch.compile(step.method.backbone, backend=backend)
+    step = medssl_step(backbone, s.subjects, s.shape, s.device, variant=replace(variant, compile=True))
     step.run()
     compile_s = time.perf_counter() - t0
     t = time_calls(step.run, s.device, 1, s.steps, max_s=15.0)
-    res = {"backend": backend, "compile_s": round(compile_s, 1), "vol_per_s": rate(s.subjects, t["median_s"])}
+    res = {"backend": "eager" if s.smoke else "inductor", "variant": step.notes["variant"],
+           "compile_s": round(compile_s, 1), "vol_per_s": rate(s.subjects, t["median_s"])}
+    if s.device.type == "cuda":
+        res["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     if eager and "vol_per_s" in eager:
         res["speedup_vs_eager"] = round(res["vol_per_s"] / eager["vol_per_s"], 3)
     return res
@@ -322,29 +445,47 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", nargs=3, type=int, default=None, metavar=("D", "H", "W"),
                    help="volume size (default 121 145 121; smoke 16 16 16)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile item")
+    p.add_argument("--skip", nargs="*", default=[],
+                   help="item kinds to leave out (cpu_views feed gpu_views losses gather profile variants train "
+                        "gradcache compile memory)")
+    p.add_argument("--gradcache-s", type=float, default=40.0, help="time cap of the gradient-cache item")
+    p.add_argument("--compile-all", action="store_true", help="compile every backbone, not only the first")
     args = p.parse_args(argv)
     s = settings(args)
+    skip = set(args.skip) | ({"compile"} if args.no_compile else set())
     bench = Bench(args.out, "gpu.json", args.budget, None if s.smoke else args.hard)
     bench.set("settings", {"shape": s.shape, "subjects": s.subjects, "backbones": s.backbones,
                            "smoke": s.smoke, "workers": s.workers, "command": " ".join(sys.argv)})
-    bench.run("cpu_views", lambda: item_cpu_views(s), min_s=20)
-    bench.run("feed", lambda: item_feed(s), min_s=10)
+    items = bench.summary["items"]
+
+    def run(name: str, fn: Any, min_s: float) -> Any:
+        """``bench.run`` unless ``--skip`` names the item's kind (the part before ``/``)."""
+        return None if name.split("/")[0] in skip else bench.run(name, fn, min_s)
+
+    run("cpu_views", lambda: item_cpu_views(s), min_s=20)
+    run("feed", lambda: item_feed(s), min_s=10)
     env = bench.run("environment", lambda: environment(s.device))
     card = (env or {}).get("card", "cpu")
-    bench.run("gpu_views", lambda: item_gpu_views(s), min_s=10)
-    bench.run("losses", lambda: item_losses(s), min_s=10)
-    bench.run("gather", lambda: item_gather(s), min_s=10)
-    for backbone in s.backbones:
-        bench.run(f"train/{backbone}", lambda: item_train(backbone, s, card), min_s=40)
-        bench.set("derived", derive(bench.summary["items"], s))
+    run("gpu_views", lambda: item_gpu_views(s), min_s=10)
+    run("losses", lambda: item_losses(s), min_s=10)
+    run("gather", lambda: item_gather(s), min_s=10)
+    for i, backbone in enumerate(s.backbones):
+        run(f"profile/{backbone}", lambda: item_profile(backbone, s), min_s=20)
+        run(f"variants/{backbone}", lambda: item_variants(backbone, s), min_s=30)
+        run(f"train/{backbone}", lambda: item_train(backbone, s, card, best_variant(items, backbone)), min_s=40)
+        bench.set("derived", derive(items, s))
+        if i == 0:
+            deadline = time.perf_counter() + max(0.0, min(bench.remaining() - 10, args.gradcache_s))
+            run(f"gradcache/{backbone}", lambda: item_gradcache(backbone, s, best_variant(items, backbone), deadline),
+                min_s=20)
+    for backbone in s.backbones[: 1 if not args.compile_all else None]:
+        eager = items.get(f"train/{backbone}", {}).get("medssl")
+        run(f"compile/{backbone}", lambda: item_compile(backbone, s, eager, best_variant(items, backbone)),
+            min_s=10 if s.smoke else 120)
     for i, backbone in enumerate(s.backbones):
         deadline = time.perf_counter() + max(0.0, min(bench.remaining() - 10, 75.0 if i == 0 else 60.0))
-        bench.run(f"memory/{backbone}", lambda: item_memory(backbone, s, deadline), min_s=15)
-    if not args.no_compile and s.backbones:
-        eager = bench.summary["items"].get(f"train/{s.backbones[0]}", {}).get("medssl")
-        bench.run(f"compile/{s.backbones[0]}", lambda: item_compile(s.backbones[0], s, eager),
-                  min_s=10 if s.smoke else 120)
-    bench.set("derived", derive(bench.summary["items"], s))
+        run(f"memory/{backbone}", lambda: item_memory(backbone, s, deadline), min_s=15)
+    bench.set("derived", derive(items, s))
     bench.finish()
     return 0
 

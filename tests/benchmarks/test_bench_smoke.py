@@ -29,8 +29,9 @@ def test_gpu_bench_smoke_runs_every_item(tmp_path: Path, capsys: pytest.CaptureF
     assert json.loads(last_line) == summary  # the printed summary is the written one
     assert summary["status"] == "done"
     items = summary["items"]
-    expected = {"cpu_views", "feed", "environment", "gpu_views", "losses", "gather",
-                "train/tiny_cnn3d", "memory/tiny_cnn3d", "compile/tiny_cnn3d"}
+    expected = {"cpu_views", "feed", "environment", "gpu_views", "losses", "gather", "profile/tiny_cnn3d",
+                "variants/tiny_cnn3d", "train/tiny_cnn3d", "gradcache/tiny_cnn3d", "memory/tiny_cnn3d",
+                "compile/tiny_cnn3d"}
     assert set(items) == expected
     failed = {k: v for k, v in items.items() if "error" in v or "skipped" in v}
     assert not failed, failed
@@ -38,6 +39,13 @@ def test_gpu_bench_smoke_runs_every_item(tmp_path: Path, capsys: pytest.CaptureF
     assert train["medssl"]["vol_per_s"] > 0 and train["baseline_gpu"]["vol_per_s"] > 0
     assert train["medssl"]["vol_per_s"] == pytest.approx(4 / train["medssl"]["step_s"], rel=1e-3)
     assert items["memory/tiny_cnn3d"]["largest_ok"] == 4  # the smoke cap: everything fits
+    variants = items["variants/tiny_cnn3d"]
+    fastest = max((v for v in variants.values() if isinstance(v, dict) and "vol_per_s" in v),
+                  key=lambda v: v["vol_per_s"])
+    assert variants[variants["best_label"]] == fastest
+    assert train["medssl"]["variant"] == variants["best_label"]  # the train item uses the fastest
+    assert [k for k in items["gradcache/tiny_cnn3d"] if k.isdigit()] == ["16", "32", "64"]
+    assert items["profile/tiny_cnn3d"]["by_op"][0]["share"] > 0
     derived = summary["derived"]["tiny_cnn3d"]
     assert derived["speedup_compute"] == pytest.approx(
         train["medssl"]["vol_per_s"] / train["baseline_gpu"]["vol_per_s"], rel=0.01)
@@ -51,10 +59,10 @@ def test_train_falls_back_after_oom(monkeypatch: pytest.MonkeyPatch) -> None:
 
     real = bench_steps.medssl_step
 
-    def flaky(backbone: str, subjects: int, *args: object) -> bench_steps.Step:
+    def flaky(backbone: str, subjects: int, *args: object, **kwargs: object) -> bench_steps.Step:
         if subjects > 1:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(backbone, subjects, *args)
+        return real(backbone, subjects, *args, **kwargs)
 
     monkeypatch.setattr(bench_steps, "medssl_step", flaky)
     s = gpu_bench.Settings(torch.device("cpu"), (16, 16, 16), 2, 0, 1, ["tiny_cnn3d"], (8,), 4, 1, True)
@@ -62,7 +70,7 @@ def test_train_falls_back_after_oom(monkeypatch: pytest.MonkeyPatch) -> None:
     assert out["subjects"] == 1
     assert out["fallbacks"] == [{"subjects": 2, "checkpointing": False, "error": "OOM"},
                                 {"subjects": 2, "checkpointing": True, "error": "OOM"}]
-    monkeypatch.setattr(bench_steps, "medssl_step", lambda *a: 1 / 0)
+    monkeypatch.setattr(bench_steps, "medssl_step", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):  # anything but an OOM is not retried
         gpu_bench.try_train("tiny_cnn3d", s, "medssl")
 

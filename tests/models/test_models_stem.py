@@ -59,3 +59,22 @@ def test_encoders_compute_the_same_features_with_either_stem(name: str) -> None:
     with torch.no_grad():
         torch.testing.assert_close(fast(x), plain(x), rtol=1e-10, atol=1e-10)
     assert "stem_space_to_depth" in COMPUTE_ONLY_KWARGS
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+def test_space_to_depth_on_cuda_matches_the_float64_reference(memory_format: torch.memory_format) -> None:
+    """cuDNN picks other kernels for the folded convolution: fp32 (TF32 off) and bf16 stay close."""
+    torch.manual_seed(0)
+    conv = nn.Conv3d(1, 64, 7, stride=2, padding=3, bias=False)
+    x = torch.randn(4, 1, 61, 73, 61)
+    ref = conv.double()(x.double()).float()
+    conv, x = conv.float().cuda().to(memory_format=memory_format), x.cuda().contiguous(memory_format=memory_format)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        fp32 = space_to_depth_conv3d(x, conv).cpu()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        bf16 = space_to_depth_conv3d(x, conv).float().cpu()
+    rel = lambda a: float((a - ref).norm() / ref.norm())  # noqa: E731
+    assert rel(fp32) < 1e-5, rel(fp32)
+    assert rel(bf16) < 1e-2, rel(bf16)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every GPU check of one device session, in one command (issue 9): the benchmark, then the GPU tests,
+# then the exported OpenBHB estimators on CUDA. Run from the repository root on the GPU machine:
+#
+#   bash benchmarks/gpu_run.sh OUT [PREP]     # PREP = `python tests/submit/device_check.py prepare PREP`
+#
+# Environment: BUDGET / HARD (gpu_bench's soft and hard limits, s), BENCH_ARGS (extra gpu_bench flags).
+# Writes OUT/gpu.json, OUT/bench.log, OUT/pytest_gpu.txt, OUT/server.json, OUT/medssl.json, OUT/checks.log.
+set -u
+out=$1
+prep=${2:-}
+mkdir -p "$out"
+python3 benchmarks/gpu_bench.py --out "$out" --budget "${BUDGET:-300}" --hard "${HARD:-330}" ${BENCH_ARGS:-} \
+  > "$out/bench.log" 2>&1
+echo "gpu_bench rc=$?"
+timeout 90 python3 -m pytest -q -m gpu -p no:cacheprovider tests/methods tests/transforms tests/models \
+  > "$out/pytest_gpu.txt" 2>&1
+echo "pytest -m gpu rc=$?"; tail -n 3 "$out/pytest_gpu.txt"
+if [ -n "$prep" ]; then
+  mkdir -p "$out/npy"
+  { timeout 150 python3 tests/submit/device_check.py server "$prep" "$out/npy" && mv "$out/npy/server.json" "$out/" \
+    && timeout 90 python3 tests/submit/device_check.py medssl "$prep" "$out/npy" && mv "$out/npy/medssl.json" "$out/"
+  } > "$out/checks.log" 2>&1
+  echo "device_check rc=$?"; tail -n 12 "$out/checks.log"
+  rm -rf "$out/npy"
+fi
+python3 - "$out/gpu.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("status", d.get("status"), "elapsed", d.get("elapsed_s"))
+for k, v in d["items"].items():
+    print(k, json.dumps(v)[:700])
+PY
