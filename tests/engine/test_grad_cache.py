@@ -198,7 +198,7 @@ def test_fp16_grad_scaler_path_equals_the_plain_fp16_step(tmp_path) -> None:
     assert runs["one_chunk"]["scaler"]["scale"] == runs["plain"]["scaler"]["scale"]
 
 
-def test_methods_without_the_split_and_bad_chunks_are_refused(tmp_path) -> None:
+def test_unsupported_option_combinations_are_refused(tmp_path) -> None:
     class Whole(Method):
         def __init__(self) -> None:
             super().__init__()
@@ -211,6 +211,10 @@ def test_methods_without_the_split_and_bad_chunks_are_refused(tmp_path) -> None:
         train_loop(Whole(), ToyVolumes(), noise_views, cfg(grad_cache_chunk=4), tmp_path)
     with pytest.raises(ConfigError, match=r"train\.grad_cache_chunk=0"):
         train_loop(make_method(), ToyVolumes(), noise_views, cfg(grad_cache_chunk=0), tmp_path)
+    checkpointed = make_method()
+    checkpointed.backbone = CheckpointedTiny(width=4)
+    with pytest.raises(ConfigError, match=r"train\.compile=true with train\.activation_checkpointing"):
+        train_loop(checkpointed, ToyVolumes(), noise_views, cfg(compile=True), tmp_path)
 
 
 def test_compile_is_in_place_and_keeps_state_dict_keys(tmp_path, monkeypatch) -> None:
