@@ -469,8 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     run("gpu_views", lambda: item_gpu_views(s), min_s=10)
     run("losses", lambda: item_losses(s), min_s=10)
     run("gather", lambda: item_gather(s), min_s=10)
-    for i, backbone in enumerate(s.backbones):
-        run(f"profile/{backbone}", lambda: item_profile(backbone, s), min_s=20)
+    for i, backbone in enumerate(s.backbones):  # the first backbone's items first: they matter most
+        if i == 0:
+            run(f"profile/{backbone}", lambda: item_profile(backbone, s), min_s=20)
         run(f"variants/{backbone}", lambda: item_variants(backbone, s), min_s=30)
         run(f"train/{backbone}", lambda: item_train(backbone, s, card, best_variant(items, backbone)), min_s=40)
         bench.set("derived", derive(items, s))
@@ -478,10 +479,12 @@ def main(argv: list[str] | None = None) -> int:
             deadline = time.perf_counter() + max(0.0, min(bench.remaining() - 10, args.gradcache_s))
             run(f"gradcache/{backbone}", lambda: item_gradcache(backbone, s, best_variant(items, backbone), deadline),
                 min_s=20)
-    for backbone in s.backbones[: 1 if not args.compile_all else None]:
-        eager = items.get(f"train/{backbone}", {}).get("medssl")
-        run(f"compile/{backbone}", lambda: item_compile(backbone, s, eager, best_variant(items, backbone)),
-            min_s=10 if s.smoke else 120)
+        if i == 0 or args.compile_all:
+            eager = items.get(f"train/{backbone}", {}).get("medssl")
+            run(f"compile/{backbone}", lambda: item_compile(backbone, s, eager, best_variant(items, backbone)),
+                min_s=10 if s.smoke else 60)
+        if i > 0:
+            run(f"profile/{backbone}", lambda: item_profile(backbone, s), min_s=20)
     for i, backbone in enumerate(s.backbones):
         deadline = time.perf_counter() + max(0.0, min(bench.remaining() - 10, 75.0 if i == 0 else 60.0))
         run(f"memory/{backbone}", lambda: item_memory(backbone, s, deadline), min_s=15)
