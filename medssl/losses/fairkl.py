@@ -34,16 +34,21 @@ from medssl.registry import LOSSES
 VAR_EPS = 1e-12
 
 
+SETS = ("PA", "PC", "NA", "NC")  # the order of the stacked weight matrices
+
+
 def _moments(s: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Weighted mean, population variance (+1e-12) and total weight of ``s`` under weights ``w``."""
-    total = w.sum()
+    """Weighted mean, population variance (+1e-12) and total weight of ``s`` ``(n, n)`` under each of
+    the weight matrices ``w`` ``(k, n, n)``: three ``(k,)`` tensors (one reduction for all sets)."""
+    total = w.sum((-2, -1))
     safe = total.clamp_min(torch.finfo(s.dtype).tiny)
-    mu = (w * s).sum() / safe
-    var = (w * (s - mu).square()).sum() / safe + VAR_EPS
+    mu = (w * s).sum((-2, -1)) / safe
+    var = (w * (s - mu[:, None, None]).square()).sum((-2, -1)) / safe + VAR_EPS
     return mu, var, total
 
 
 def _kl(p: tuple[Tensor, Tensor, Tensor], q: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """``KL(N(m0, v0) || N(m1, v1))`` elementwise; 0 where either set is empty."""
     (m0, v0, t0), (m1, v1, t1) = p, q
     kl = 0.5 * (v0 / v1 + (m0 - m1).square() / v1 - 1 + torch.log(v1 / v0))
     return torch.where((t0 > 0) & (t1 > 0), kl, torch.zeros_like(kl))
@@ -149,38 +154,32 @@ class FairKLRegularizer(nn.Module):
             if bm.shape[1] == 1
             else (bm[:, None] == bm[None]).all(-1).to(dtype)
         )
-        sets = {
-            "PA": k * same_bias,
-            "PC": k * (1 - same_bias),
-            "NA": (1 - k) * same_bias,
-            "NC": (1 - k) * (1 - same_bias),
-        }
+        sets = torch.stack([k * same_bias, k * (1 - same_bias), (1 - k) * same_bias,
+                            (1 - k) * (1 - same_bias)])  # (4, n, n) in the order of SETS
         r = self._paper(s, sets) if self.mode == "paper" else self._code(s, sets)
         if self.base_temperature is not None:
             r = r * (self.temperature / self.base_temperature)
         return r
 
     @staticmethod
-    def _paper(s: Tensor, sets: dict[str, Tensor]) -> Tensor:
+    def _paper(s: Tensor, sets: Tensor) -> Tensor:
         off = 1 - torch.eye(s.shape[0], dtype=s.dtype, device=s.device)  # pairs b != a
-        m = {name: _moments(s, w * off) for name, w in sets.items()}
-        return _kl(m["PA"], m["PC"]) + _kl(m["NA"], m["NC"])
+        mu, var, total = _moments(s, sets * off)
+        even, odd = slice(0, 4, 2), slice(1, 4, 2)  # (PA, NA) against (PC, NC)
+        return _kl((mu[even], var[even], total[even]), (mu[odd], var[odd], total[odd])).sum()
 
-    def _code(self, s: Tensor, sets: dict[str, Tensor]) -> Tensor:
-        eye = torch.eye(s.shape[0], dtype=s.dtype, device=s.device)
-        mu, sd = {}, {}
-        for name, w in sets.items():
-            w = w if name == "PA" else w * (1 - eye)  # self-pairs only in PA
-            masked = s * w
-            mu[name] = masked.sum() / w.sum().clamp_min(1.0)
-            sd[name] = (
-                masked.flatten().std() if masked.numel() > 1 else masked.new_zeros(())
-            )
+    def _code(self, s: Tensor, sets: Tensor) -> Tensor:
+        off = 1 - torch.eye(s.shape[0], dtype=s.dtype, device=s.device)
+        keep_self = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=s.dtype, device=s.device)  # only PA
+        w = sets * (off + keep_self[:, None, None] * (1 - off))
+        masked = s * w
+        mu = masked.sum((1, 2)) / w.sum((1, 2)).clamp_min(1.0)
+        sd = masked.flatten(1).std(1) if s.numel() > 1 else s.new_zeros(4)
+        pa, pc, na, nc = range(4)
         return (
-            (mu["PC"] - mu["PA"]).square()
-            + (mu["NA"] - mu["NC"]).square()
-            + self.kld
-            * ((sd["PA"] - sd["PC"]).square() + (sd["NA"] - sd["NC"]).square())
-            - mu["PC"]
-            + mu["NA"]
+            (mu[pc] - mu[pa]).square()
+            + (mu[na] - mu[nc]).square()
+            + self.kld * ((sd[pa] - sd[pc]).square() + (sd[na] - sd[nc]).square())
+            - mu[pc]
+            + mu[na]
         )

@@ -91,7 +91,7 @@ class DenseNet121Encoder(DenseNet121):
     """
 
     def __init__(
-        self, in_channels: int = 1, activation_checkpointing: bool = False, stem_space_to_depth: bool = False
+        self, in_channels: int = 1, activation_checkpointing: bool = False, stem_space_to_depth: bool = True
     ) -> None:
         super().__init__(spatial_dims=3, in_channels=in_channels, out_channels=1)
         self.class_layers.out = nn.Identity()
@@ -130,7 +130,7 @@ class ResNet18Encoder(ResNet):
 
     def __init__(
         self, in_channels: int = 1, stem_stride: int = 2, activation_checkpointing: bool = False,
-        stem_space_to_depth: bool = False,
+        stem_space_to_depth: bool = True,
     ) -> None:
         super().__init__(
             block=ResNetBlock, layers=[2, 2, 2, 2], block_inplanes=get_inplanes(), spatial_dims=3,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_inputs, to_lists
+from loss_inputs import make_inputs, to_lists
 from loss_reference import reference_fairkl
 
 from medssl.losses import CombinedObjective, build_loss

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_inputs
+from loss_inputs import make_inputs
 
 from medssl.errors import ConfigError
 from medssl.losses import available_losses, build_loss

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_inputs, make_queue, to_lists
+from loss_inputs import make_inputs, make_queue, to_lists
 from loss_reference import reference_loss
 
 from medssl.losses import build_loss
