@@ -37,7 +37,7 @@ class Variant:
     """Options of medssl's step that the benchmark compares (the engine's config keys in brackets)."""
 
     channels_last: bool = True  # train.channels_last
-    stem_space_to_depth: bool = False  # model.stem_space_to_depth
+    stem_space_to_depth: bool = True  # model.stem_space_to_depth (the encoders' default)
     compile: bool = False  # train.compile
     grad_cache_chunk: int | None = None  # train.grad_cache_chunk
 
@@ -61,12 +61,12 @@ class Step:
 
 def build_method(
     backbone: str, checkpointing: bool = False, loss: dict[str, Any] | None = None,
-    stem_space_to_depth: bool = False,
+    stem_space_to_depth: bool = True,
 ) -> nn.Module:
     """The siamese method of the pretrain pipeline: backbone -> MLP head 512-128 -> y-aware loss."""
     spec: dict[str, Any] = {"name": backbone}
-    if stem_space_to_depth and "stem_space_to_depth" in inspect.signature(BACKBONES.get(backbone)).parameters:
-        spec["stem_space_to_depth"] = True
+    if "stem_space_to_depth" in inspect.signature(BACKBONES.get(backbone)).parameters:
+        spec["stem_space_to_depth"] = stem_space_to_depth
     net = build_backbone(spec, checkpointing)
     head = build_head(HEAD, net.num_features)
     objective = build_objective(loss or LOSS, {"name": "none"})
@@ -132,8 +132,9 @@ def medssl_step(
 
 
 def baseline_step(backbone: str, subjects: int, shape: tuple[int, int, int], device: torch.device) -> Step:
-    """The plain fp32 step on views that the CPU already augmented (pageable host memory)."""
-    method = build_method(backbone).to(device)
+    """The plain fp32 step on views that the CPU already augmented (pageable host memory); the stem is
+    the plain strided convolution, as in the published code."""
+    method = build_method(backbone, stem_space_to_depth=False).to(device)
     optimizer = torch.optim.Adam(method.parameters(), lr=1e-4, weight_decay=5e-5)
     host_views = [torch.randn(subjects, 1, *shape) for _ in range(2)]
     meta = fake_meta(subjects, device)
