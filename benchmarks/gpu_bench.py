@@ -29,6 +29,7 @@ Usage: ``python benchmarks/gpu_bench.py --out OUT`` (``--smoke``: the same code 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -439,6 +440,28 @@ def derive(items: dict[str, Any], s: Settings) -> dict[str, Any]:
     return out
 
 
+def merge_runs(paths: list[Path]) -> dict[str, Any]:
+    """One summary from several runs' ``gpu.json`` on the same kind of card: items from later files
+    replace earlier ones, ``sources`` says which file each item came from, and ``derived`` is recomputed
+    from the merged items (e.g. a new step time with an earlier run's loss timings and CPU workers)."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    cards = {r["items"].get("environment", {}).get("card") for r in runs} - {None}
+    if len(cards) > 1:
+        raise SystemExit(f"gpu_bench --merge: runs on different cards {sorted(cards)}; compare like with like")
+    items: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    backbones: list[str] = []
+    for path, run in zip(paths, runs):
+        items.update(run["items"])
+        sources.update({name: Path(path).name for name in run["items"]})
+        backbones += [b for b in run["settings"]["backbones"] if b not in backbones]
+    last = runs[-1]["settings"]
+    s = Settings(torch.device("cpu"), tuple(last["shape"]), last["subjects"], 0, 0, backbones, (), 0,
+                 last["workers"], False)
+    return {"status": "merged", "items": items, "sources": sources, "derived": derive(items, s),
+            "settings": {**last, "backbones": backbones, "merged_from": [Path(p).name for p in paths]}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=None, help="folder for gpu.json (printed either way)")
@@ -456,7 +479,16 @@ def main(argv: list[str] | None = None) -> int:
                         "gradcache compile memory)")
     p.add_argument("--gradcache-s", type=float, default=40.0, help="time cap of the gradient-cache item")
     p.add_argument("--compile-all", action="store_true", help="compile every backbone, not only the first")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="GPU_JSON",
+                   help="no run: merge earlier runs' results (later files win) into OUT/gpu_merged.json")
     args = p.parse_args(argv)
+    if args.merge:
+        merged = merge_runs(args.merge)
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "gpu_merged.json").write_text(json.dumps(merged, indent=1) + "\n")
+        print(json.dumps(merged["derived"]))
+        return 0
     s = settings(args)
     skip = set(args.skip) | ({"compile"} if args.no_compile else set())
     bench = Bench(args.out, "gpu.json", args.budget, None if s.smoke else args.hard)

@@ -172,3 +172,30 @@ def test_watchdog_writes_and_exits(tmp_path: Path) -> None:
     assert proc.returncode == 3
     data = json.loads((tmp_path / "w.json").read_text())
     assert data["status"].startswith("killed by the watchdog") and data["items"]["first"] == {"a": 1}
+
+
+def test_merge_runs_takes_later_items_and_recomputes_derived(tmp_path: Path) -> None:
+    import gpu_bench
+
+    def run(name: str, vol_per_s: float, extra: dict) -> Path:
+        summary = {"settings": {"shape": [16, 16, 16], "subjects": 2, "backbones": ["tiny_cnn3d"], "workers": 1},
+                   "items": {"environment": {"card": "cpu"}, **extra,
+                             "train/tiny_cnn3d": {"medssl": {"vol_per_s": vol_per_s, "step_s": 4 / vol_per_s,
+                                                             "subjects": 2},
+                                                  "baseline_gpu": {"vol_per_s": 100.0}}}}
+        path = tmp_path / name
+        path.write_text(json.dumps(summary))
+        return path
+
+    first = run("a.json", 150.0, {"cpu_views": {"vol_per_s": 80.0}})
+    second = run("b.json", 300.0, {})
+    assert gpu_bench.main(["--merge", str(first), str(second), "--out", str(tmp_path / "m")]) == 0
+    merged = json.loads((tmp_path / "m" / "gpu_merged.json").read_text())
+    assert merged["sources"] == {"environment": "b.json", "cpu_views": "a.json", "train/tiny_cnn3d": "b.json"}
+    derived = merged["derived"]["tiny_cnn3d"]
+    assert derived["speedup_compute"] == 3.0  # 300 / 100: the later run's step
+    assert derived["speedup_end_to_end"] == pytest.approx(300 / 80)  # the earlier run's CPU augmentation
+    other = tmp_path / "c.json"
+    other.write_text(first.read_text().replace('"card": "cpu"', '"card": "H100"'))
+    with pytest.raises(SystemExit, match="different cards"):
+        gpu_bench.main(["--merge", str(first), str(other)])

@@ -69,11 +69,12 @@ def test_space_to_depth_on_cuda_matches_the_float64_reference(memory_format: tor
     torch.manual_seed(0)
     conv = nn.Conv3d(1, 64, 7, stride=2, padding=3, bias=False)
     x = torch.randn(4, 1, 61, 73, 61)
-    ref = conv.double()(x.double()).float()
+    with torch.no_grad():
+        ref = conv.double()(x.double()).float()
     conv, x = conv.float().cuda().to(memory_format=memory_format), x.cuda().contiguous(memory_format=memory_format)
-    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         fp32 = space_to_depth_conv3d(x, conv).cpu()
-    with torch.autocast("cuda", dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         bf16 = space_to_depth_conv3d(x, conv).float().cpu()
     rel = lambda a: float((a - ref).norm() / ref.norm())  # noqa: E731
     assert rel(fp32) < 1e-5, rel(fp32)
