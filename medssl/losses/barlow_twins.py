@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from medssl.losses.batch import without_autocast
 from medssl.registry import LOSSES
 
 
@@ -67,6 +68,7 @@ class BarlowTwinsLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"lambda_offdiag={self.lambda_offdiag}, eps={self.eps}"
 
+    @without_autocast
     def forward(
         self,
         z1: torch.Tensor,

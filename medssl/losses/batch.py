@@ -10,12 +10,39 @@ are this rank's rows only. Labels are tiled the same way; without labels every s
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from medssl.engine.distributed import gather_with_grad, get_rank, get_world_size
+
+Forward = TypeVar("Forward", bound=Callable[..., Any])
+
+
+def _device_type(values: Any) -> str:
+    for v in values:
+        if isinstance(v, Tensor):
+            return v.device.type
+        if isinstance(v, (list, tuple)) and v and isinstance(v[0], Tensor):
+            return v[0].device.type
+    return "cpu"
+
+
+def without_autocast(forward: Forward) -> Forward:
+    """Decorator for a loss's ``forward``: autocast off inside, so that the similarities and logits are
+    computed in the loss's own dtype (float32, or float64 for float64 inputs) even within a bf16/fp16
+    training step. Under autocast a matmul would run in bf16 (logits of +-10 at a resolution of 0.06)
+    or overflow in fp16 (masked entries of -1e30)."""
+
+    @functools.wraps(forward)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(_device_type([*args, *kwargs.values()]), enabled=False):
+            return forward(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclasses.dataclass

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medssl.losses.batch import without_autocast
+
 
 def mean_cosine(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Batch mean of ``cos(p_n, t_n)`` for (N, d) inputs, with ``t`` detached (stop-gradient)."""
@@ -60,6 +62,7 @@ class BYOLLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}"
 
+    @without_autocast
     def forward(
         self, p1: torch.Tensor, p2: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor
     ) -> torch.Tensor:

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from medssl.losses.batch import ContrastBatch, build_batch
+from medssl.losses.batch import ContrastBatch, build_batch, without_autocast
 from medssl.losses.kernels import DiracKernel, KernelLike, SigmaLike, resolve_kernel
 
 REDUCTIONS = ("mean", "sum_over_N", "none")
@@ -114,6 +114,7 @@ class KernelInfoNCE(nn.Module):
     def _repr_keys(self) -> list[str]:
         return ["kernel", "sigma", "normalize"]
 
+    @without_autocast
     def forward(
         self,
         z1: Tensor,

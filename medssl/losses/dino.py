@@ -22,6 +22,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from medssl.losses.batch import without_autocast
+
 
 class DINOLoss(nn.Module):
     """DINO loss with an EMA centre buffer (saved in checkpoints).
@@ -59,6 +61,7 @@ class DINOLoss(nn.Module):
         return (f"out_dim={self.out_dim}, student_temperature={self.student_temperature}, "
                 f"center_momentum={self.center_momentum}")
 
+    @without_autocast
     def forward(
         self,
         student_out: list[torch.Tensor],

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medssl.losses.batch import as_label_matrix, check_pair, compute_dtype, gather_rows
+from medssl.losses.batch import as_label_matrix, check_pair, compute_dtype, gather_rows, without_autocast
 from medssl.losses.core import check_choice, check_positive
 from medssl.losses.kernels import KernelLike, SigmaLike, resolve_kernel
 from medssl.registry import LOSSES
@@ -120,6 +120,7 @@ class FairKLRegularizer(nn.Module):
         ]
         return ", ".join(f"{k}={getattr(self, k)!r}" for k in keys)
 
+    @without_autocast
     def forward(
         self,
         z1: Tensor,

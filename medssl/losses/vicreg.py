@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.losses.barlow_twins import check_pair
+from medssl.losses.batch import without_autocast
 from medssl.registry import LOSSES
 
 
@@ -96,6 +97,7 @@ class VICRegLoss(nn.Module):
         return (self.sim_coeff * terms["invariance"] + self.std_coeff * terms["variance"]
                 + self.cov_coeff * terms["covariance"])
 
+    @without_autocast
     def forward(
         self,
         z1: torch.Tensor,
