@@ -59,13 +59,14 @@ def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool) -> b
     """Decide between a new run and a resume; returns True when resuming.
 
     Re-running the same config on a folder holding its checkpoint resumes it; ``resume=True`` also
-    resumes with a changed config (e.g. more epochs). Anything else in a non-empty folder is refused
-    unless ``overwrite``.
+    resumes with a changed config (e.g. more epochs). A folder holding only ``config.yaml`` (a run that
+    stopped before training began, e.g. on a config error) starts again. Anything else in a non-empty
+    folder is refused unless ``overwrite``.
     """
     if overwrite:
         ensure_writable(run_dir, overwrite=True)
         return False
-    if not run_dir.exists() or not any(run_dir.iterdir()):
+    if not run_dir.exists() or {p.name for p in run_dir.iterdir()} <= {"config.yaml"}:
         return False
     ckpt, saved = run_dir / "checkpoints" / "last.pt", run_dir / "config.yaml"
     if ckpt.exists() and saved.exists():

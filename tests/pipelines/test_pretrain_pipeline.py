@@ -58,6 +58,24 @@ def test_run_folder_contents_and_refusal(cohort: Path, tmp_path: Path) -> None:
         pretrain(tiny(cohort, tmp_path / "run", "loss.sigma=2.0"))
 
 
+def test_a_run_stopped_before_training_starts_again(cohort: Path, tmp_path: Path) -> None:
+    """A config error raised after config.yaml was written leaves nothing to protect: the fixed
+    command runs without --overwrite; a folder with anything else in it is still refused."""
+    from medssl.errors import ConfigError
+
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match="grad_cache_chunk"):
+        pretrain(tiny(cohort, run, "method.name=byol", "loss.name=none", "train.grad_cache_chunk=4"))
+    assert {p.name for p in run.iterdir()} == {"config.yaml"}
+    pretrain(tiny(cohort, run, "train.epochs=1", "train.grad_cache_chunk=4"))
+    assert (run / "encoder.pt").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="not empty"):
+        pretrain(tiny(cohort, other))
+
+
 def _cli(args: list[str], **kw: object) -> subprocess.Popen:
     env = {**os.environ, "MEDSSL_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "medssl.cli", *args], env=env,
