@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medssl.losses.batch import without_autocast
+from medssl.losses.batch import gather_rows, without_autocast
 from medssl.registry import LOSSES
 
 
@@ -46,9 +46,15 @@ class BarlowTwinsLoss(nn.Module):
     Args:
         lambda_offdiag: weight of the off-diagonal (redundancy) term; the paper's 5e-3.
         eps: added to the variance before standardising.
+        gather: gather the embeddings of every rank under torch.distributed (see below).
 
     Shapes: ``z1``, ``z2`` (N, d) -> scalar. ``y`` and ``bias`` are accepted for the loss contract
     and ignored. Computed in float32 or better.
+
+    Distributed (``gather=True``): the embeddings of every rank are gathered (differentiably) before
+    standardising, so C is the global batch's cross-correlation, as the authors' all-reduce of C gives;
+    every rank returns the global loss (inputs receive ``world_size`` x the single-process gradient and
+    DDP's average is exact, as for medssl's other losses).
 
     Examples:
         >>> z = torch.randn(64, 8)
@@ -56,8 +62,9 @@ class BarlowTwinsLoss(nn.Module):
         True
     """
 
-    def __init__(self, lambda_offdiag: float = 5e-3, eps: float = 1e-5) -> None:
+    def __init__(self, lambda_offdiag: float = 5e-3, eps: float = 1e-5, gather: bool = True) -> None:
         super().__init__()
+        self.gather = bool(gather)
         if lambda_offdiag < 0:
             raise ValueError(f"lambda_offdiag must be >= 0, got {lambda_offdiag}")
         if eps <= 0:
@@ -76,6 +83,7 @@ class BarlowTwinsLoss(nn.Module):
         y: torch.Tensor | None = None,
         bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        z1, z2 = gather_rows(z1, self.gather), gather_rows(z2, self.gather)
         check_pair(z1, z2, "barlow_twins")
         dtype = torch.promote_types(z1.dtype, torch.float32)
         c = cross_correlation(z1.to(dtype), z2.to(dtype), self.eps)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.losses.barlow_twins import check_pair
-from medssl.losses.batch import without_autocast
+from medssl.losses.batch import gather_rows, without_autocast
 from medssl.registry import LOSSES
 
 
@@ -49,6 +49,9 @@ class VICRegLoss(nn.Module):
         cov_coeff: weight of the covariance term (paper: 1).
         gamma: target std of every dimension (paper: 1).
         eps: added to the variance inside the square root.
+        gather: under torch.distributed, compute every term over the batch of all ranks (the global
+            loss on every rank; inputs receive ``world_size`` x the single-process gradient, which
+            DDP's average makes exact).
 
     Shapes: ``z1``, ``z2`` (N, d) -> scalar; ``y``/``bias`` are accepted and ignored.
 
@@ -65,8 +68,10 @@ class VICRegLoss(nn.Module):
         cov_coeff: float = 1.0,
         gamma: float = 1.0,
         eps: float = 1e-4,
+        gather: bool = True,
     ) -> None:
         super().__init__()
+        self.gather = bool(gather)
         for key, value in (("sim_coeff", sim_coeff), ("std_coeff", std_coeff),
                            ("cov_coeff", cov_coeff), ("gamma", gamma)):
             if value < 0:
@@ -81,7 +86,9 @@ class VICRegLoss(nn.Module):
                 f"cov_coeff={self.cov_coeff}, gamma={self.gamma}, eps={self.eps}")
 
     def terms(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The unweighted ``invariance``, ``variance`` and ``covariance`` terms (scalars)."""
+        """The unweighted ``invariance``, ``variance`` and ``covariance`` terms (scalars), over the
+        batch gathered from every rank when ``gather`` (as the authors' ``FullGatherLayer``)."""
+        z1, z2 = gather_rows(z1, self.gather), gather_rows(z2, self.gather)
         check_pair(z1, z2, "vicreg")
         dtype = torch.promote_types(z1.dtype, torch.float32)
         z1, z2 = z1.to(dtype), z2.to(dtype)

@@ -27,6 +27,8 @@ CASES = [
     ("exp", {"sigma": 3.0, "variant": "code", "base_temperature": 0.07}, False),
     ("fairkl", {"kernel": "rbf", "sigma": 3.0}, False),
     ("fairkl", {"mode": "code", "views": "both"}, True),
+    ("barlow_twins", {}, False),
+    ("vicreg", {}, False),
 ]
 
 
