@@ -3,11 +3,16 @@
 Pretraining on a cohort that contains the downstream participants (or the downstream study, e.g.
 ABIDE in pretraining vs an ASD fine-tuning cohort) inflates transfer results; so does a participant in
 both ``train`` and a test split, or an ``external_test`` site that also appears in ``train``.
-Values are compared as strings; empty values are ignored.
+Values are compared as strings; empty values are ignored. Study names are compared loosely, because
+cohorts spell them differently: case, ``-``/``_``/spaces and release suffixes do not matter ("ABIDE II",
+"abide_2" and "ABIDE" all meet as ABIDE). OpenBHB's ``participants.tsv`` codes its studies as integers
+without a public key, so a coded study column cannot be compared with names: that is reported as a
+warning (never a silent pass), and the participant check still runs.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Literal, Sequence
 
@@ -32,6 +37,24 @@ def _examples(values: set[str], k: int = 5) -> str:
     return ", ".join(shown) + (f" ... ({len(values)} in all)" if len(values) > k else "")
 
 
+_RELEASE = re.compile(r"\s+(?:[ivx]+|\d+)$")  # "abide ii", "abide 2": a release of "abide"
+
+
+def study_key(name: str) -> str:
+    """The comparison key of a study name: lower case, ``-``/``_`` as spaces, no release suffix."""
+    key = " ".join(re.sub(r"[-_]+", " ", str(name).lower()).split())
+    return _RELEASE.sub("", key) or key
+
+
+def _coded(values: set[str]) -> bool:
+    return bool(values) and all(v.isdigit() for v in values)
+
+
+def _shared_studies(a: set[str], b: set[str]) -> set[str]:
+    keys_b = {study_key(v) for v in b}
+    return {v for v in a if study_key(v) in keys_b}
+
+
 def check_leakage(
     cohort_a: Cohort,
     cohort_b: Cohort,
@@ -50,7 +73,16 @@ def check_leakage(
             if col not in cohort.table.columns:
                 choices = list(cohort.table.columns)
                 raise ValueError(f"column {col!r} not in the table of {cohort.source}; choose from {choices}")
-        shared = (set(cohort_a.table[col].astype(str)) & set(cohort_b.table[col].astype(str))) - {""}
+        values_a, values_b = (set(c.table[col].astype(str)) - {"", "nan"} for c in (cohort_a, cohort_b))
+        if col == "study" and _coded(values_a) != _coded(values_b):
+            coded, named = (cohort_a, values_b) if _coded(values_a) else (cohort_b, values_a)
+            warnings.warn(
+                f"leakage: the study column of {coded.source} holds integer codes (as OpenBHB's "
+                f"participants.tsv), which cannot be compared with the study names {_examples(named)}; "
+                "check by hand that no study is in both (OpenBHB includes ABIDE I and II), or give the "
+                "coded cohort a manifest with study names", stacklevel=2)
+            continue
+        shared = _shared_studies(values_a, values_b) if col == "study" else values_a & values_b
         if shared:
             problems.append(
                 f"{len(shared)} {col} value(s) in both {cohort_a.source} and {cohort_b.source}: "

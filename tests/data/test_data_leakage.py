@@ -29,6 +29,30 @@ def test_shared_participants_and_studies_are_refused() -> None:
     assert check_leakage(_cohort(A, "pre"), _cohort(C, "down")) == []
 
 
+@pytest.mark.parametrize(("a", "b"), [("ABIDE II", "abide"), ("abide_1", "ABIDE-II"), ("Abide", "ABIDE 2"),
+                                     ("MPI-Leipzig", "mpi_leipzig")])
+def test_study_names_meet_across_spellings(a: str, b: str) -> None:
+    pre = _cohort([{"participant_id": "1", "study": a, "site": "s"}], "pre")
+    down = _cohort([{"participant_id": "2", "study": b, "site": "s"}], "down")
+    with pytest.raises(LeakageError, match=f"1 study value.*{a}"):
+        check_leakage(pre, down)
+
+
+def test_different_studies_with_similar_names_pass() -> None:
+    pre = _cohort([{"participant_id": "1", "study": "ABIDE", "site": "s"}], "pre")
+    down = _cohort([{"participant_id": "2", "study": "ABIDEX", "site": "s"}], "down")
+    assert check_leakage(pre, down) == []
+
+
+def test_coded_studies_warn_instead_of_passing_silently() -> None:
+    coded = _cohort([{"participant_id": f"sub-{i}", "study": str(i % 3), "site": "s"} for i in range(6)], "openbhb")
+    with pytest.warns(UserWarning, match="integer codes .* cannot be compared with the study names abide"):
+        assert check_leakage(coded, _cohort(B, "down")) == []
+    both_coded = _cohort([{"participant_id": "99", "study": "1", "site": "s"}], "other")
+    with pytest.raises(LeakageError, match="1 study value"):  # codes against codes: compared as they are
+        check_leakage(coded, both_coded)
+
+
 def test_warn_mode_returns_the_problems() -> None:
     with pytest.warns(UserWarning, match="leakage: 1 participant_id"):
         problems = check_leakage(_cohort(A, "pre"), _cohort(B, "down"), on=("participant_id",), mode="warn")
