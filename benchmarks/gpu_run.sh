@@ -14,7 +14,7 @@ mkdir -p "$out"
 python3 benchmarks/gpu_bench.py --out "$out" --budget "${BUDGET:-300}" --hard "${HARD:-330}" ${BENCH_ARGS:-} \
   > "$out/bench.log" 2>&1
 echo "gpu_bench rc=$?"
-timeout "${PYTEST_S:-90}" python3 -m pytest -q -m gpu -p no:cacheprovider tests/methods tests/transforms tests/models \
+timeout "${PYTEST_S:-90}" python3 -m pytest -q -m gpu -p no:cacheprovider tests/methods tests/transforms tests/models tests/engine \
   > "$out/pytest_gpu.txt" 2>&1
 echo "pytest -m gpu rc=$?"; tail -n 3 "$out/pytest_gpu.txt"
 if [ -n "$prep" ]; then  # the server stage; MEDSSL_STAGE=1 adds the comparison with medssl's embedder
