@@ -55,8 +55,11 @@ def build_objective(loss: dict[str, Any], regularizer: dict[str, Any]) -> nn.Mod
     )
 
 
-def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool) -> bool:
+def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool,
+                    state: str = "checkpoints/last.pt") -> bool:
     """Decide between a new run and a resume; returns True when resuming.
+
+    ``state`` is the path, inside ``run_dir``, whose presence means there is progress to resume.
 
     Re-running the same config on a folder holding its checkpoint resumes it; ``resume=True`` also
     resumes with a changed config (e.g. more epochs). A folder holding only ``config.yaml`` (a run that
@@ -68,7 +71,7 @@ def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool) -> b
         return False
     if not run_dir.exists() or {p.name for p in run_dir.iterdir()} <= {"config.yaml"}:
         return False
-    ckpt, saved = run_dir / "checkpoints" / "last.pt", run_dir / "config.yaml"
+    ckpt, saved = run_dir / state, run_dir / "config.yaml"
     if ckpt.exists() and saved.exists():
         old = yaml.safe_load(saved.read_text()) or {}
         old.pop("_run", None)

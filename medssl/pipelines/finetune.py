@@ -6,11 +6,16 @@ split from the training participants, train (``linear``: logistic head on frozen
 score the internal test (training sites, held-out participants) and the external test (unseen sites).
 Writes ``metrics.json`` (mean, std and 95 % CI over repeats), ``predictions.csv``, ``roc.png``,
 ``label_fraction.png`` (when ``train.n_labelled`` is given) and the resolved ``config.yaml``.
+
+Resuming: each finished (init, size, fold, repeat) unit leaves ``models/<init>/n<size>/<fold>/seed<k>/
+result.{json,npz}``. Running the same config on the same folder again skips the finished units,
+restarts an interrupted one from scratch, and writes the same outputs as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import typing
 from pathlib import Path
 from typing import Any
@@ -46,7 +51,8 @@ from medssl.pipelines.finetune_report import (
     score_predictions,
     summarize_runs,
 )
-from medssl.utils.io import ensure_writable, write_json
+from medssl.pipelines.common import prepare_run_dir
+from medssl.utils.io import atomic_path, write_json
 from medssl.utils.repro import environment_info, seed_everything
 
 
@@ -142,7 +148,7 @@ def _run_once(init: Init, cfg: FinetuneConfig, table: pd.DataFrame, labels: np.n
         fit = splits.subsample(table, fit, labels, n, seed)
     parts = {TRAIN: fit, "validation": val, INTERNAL: fold.internal_test, EXTERNAL: fold.external_test}
     splits.check_disjoint(table, parts)
-    work = run_dir / "models" / init.name / f"n{n or 'all'}" / fold.name / f"seed{seed}"
+    work = unit_dir(run_dir, init.name, n, fold.name, seed)
     proba, info = _fit_predict(init, cfg, parts, labels, len(classes), seed, work, device)
     run: dict[str, Any] = {"init": init.name, "n_labelled": n, "n_train": len(fit), "fold": fold.name,
                            "seed": seed, "label_counts": splits.label_counts(labels, classes, parts), **info}
@@ -157,10 +163,34 @@ def _run_once(init: Init, cfg: FinetuneConfig, table: pd.DataFrame, labels: np.n
     return run, tests
 
 
+def unit_dir(run_dir: Path, init: str, n: int | None, fold: str, seed: int) -> Path:
+    """Working folder of one (init, size, fold, repeat) unit, where its result is kept."""
+    return run_dir / "models" / init / f"n{n or 'all'}" / fold / f"seed{seed}"
+
+
+def _save_unit(work: Path, run: dict[str, Any], tests: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Keep a finished unit: arrays first, then ``result.json``, whose presence marks it finished."""
+    with atomic_path(work / "result.npz") as tmp:
+        np.savez(tmp, **{f"{part}/{key}": a for part, (rows, proba) in tests.items()
+                         for key, a in (("rows", rows), ("proba", proba))})
+    write_json(work / "result.json", run)
+
+
+def _load_unit(work: Path) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """A finished unit's run record and test predictions (``result.json`` + ``result.npz``)."""
+    import json
+
+    with np.load(work / "result.npz") as arrays:
+        parts = {key.split("/")[0] for key in arrays.files}
+        tests = {part: (arrays[f"{part}/rows"], arrays[f"{part}/proba"]) for part in sorted(parts)}
+    return json.loads((work / "result.json").read_text()), tests
+
+
 def finetune(cfg: FinetuneConfig, *, overwrite: bool = False) -> Path:
     """Run every (init, size, fold, repeat) of ``cfg``; returns the run folder holding ``metrics.json``."""
     _check(cfg)
-    run_dir = ensure_writable(Path(cfg.out), overwrite)
+    run_dir = Path(cfg.out)
+    resuming = prepare_run_dir(run_dir, cfg, False, overwrite, state="models")
     device = resolve_device(cfg.train.device)
     cohort = open_task_cohort(cfg.data)
     classes = splits.task_classes(cfg.task.positive, cfg.task.control, cfg.task.classes)
@@ -169,7 +199,8 @@ def finetune(cfg: FinetuneConfig, *, overwrite: bool = False) -> Path:
     inits = resolve_inits(cfg)
     leakage = guard_leakage(inits, cohort, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(cfg, run_dir / "config.yaml", {**environment_info(), "leakage": leakage})
+    save_resolved(cfg, run_dir / "config.yaml", {**environment_info(), "leakage": leakage,
+                                                  "resumed": resuming})
     ft = cfg.finetune
     folds = splits.task_folds(table, labels, ft.splits, cfg.train.seed, ft.n_external_sites,
                               ft.internal_fraction, ft.n_folds)
@@ -181,7 +212,12 @@ def finetune(cfg: FinetuneConfig, *, overwrite: bool = False) -> Path:
             runs = []
             for fold in folds:
                 for seed in range(cfg.train.seed, cfg.train.seed + ft.repeats):
-                    run, tests = _run_once(init, cfg, table, labels, classes, fold, n, seed, run_dir, device)
+                    work = unit_dir(run_dir, init.name, n, fold.name, seed)
+                    if not (work / "result.json").exists():
+                        shutil.rmtree(work, ignore_errors=True)  # an interrupted unit starts again
+                        _save_unit(work, *_run_once(init, cfg, table, labels, classes, fold, n, seed,
+                                                    run_dir, device))
+                    run, tests = _load_unit(work)  # the same record either way: resumed == uninterrupted
                     runs.append(run)
                     for part, (rows, proba) in tests.items():
                         frames.append(_prediction_frame(table, rows, proba, labels[rows], classes, part, run))

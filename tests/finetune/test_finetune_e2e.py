@@ -58,8 +58,12 @@ def test_full_finetune_scratch_and_encoder(scz_manifest: Path, clean_encoder: Pa
         (manifest.split == "train").sum()
     assert set(preds[preds.part == "external_test"].participant_id) == set(ext.participant_id)
 
-    # an existing output is refused without --overwrite
-    assert main(args) == 2
+    # the same command again resumes a finished run: nothing is retrained, the outputs stay the same
+    before = (out / "metrics.json").read_text()
+    assert main(args) == 0
+    assert (out / "metrics.json").read_text() == before
+    # another config into the same folder is refused without --overwrite
+    assert main([*args, "finetune.repeats=3"]) == 2
 
 
 def test_linear_recipe_label_fraction_curve(scz_manifest: Path, clean_encoder: Path, tmp_path: Path) -> None:
@@ -92,3 +96,40 @@ def test_partial_recipe_with_deep_ensemble(scz_manifest: Path, clean_encoder: Pa
     assert len(run["members"]) == 2 and metrics["ensemble"] == 2
     assert metrics["trainable_prefixes"]["yaware"] == ["features.9.", "features.10."]
     assert metrics["auc_internal"]["ci95"] is None  # one repeat: no interval
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_outputs(scz_manifest: Path, clean_encoder: Path,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after its first (init, size, fold, repeat) unit, with the second unit half written: the
+    rerun keeps the finished unit, redoes the rest, and writes what an uninterrupted run writes."""
+    import medssl.pipelines.finetune as ft
+    from medssl.config import load_config
+
+    def cfg(out: Path) -> ft.FinetuneConfig:
+        return load_config("configs/finetune/scz.yaml", overrides(
+            scz_manifest, out, f"init={clean_encoder}", "finetune.recipe=partial", "finetune.partial_stages=1",
+            "finetune.repeats=2", "train.epochs=2"), ft.FinetuneConfig)
+
+    whole = ft.finetune(cfg(tmp_path / "whole"))
+    real, calls = ft._run_once, []
+
+    def killed_at_second(*args: object, **kwargs: object) -> object:
+        calls.append(args[7])  # the repeat's seed
+        if len(calls) == 2:  # the unit dies mid-training, leaving an engine checkpoint behind
+            init, fold, n, seed, run_dir = args[0], args[5], args[6], args[7], args[8]
+            stale = ft.unit_dir(run_dir, init.name, n, fold.name, seed) / "member0" / "checkpoints" / "last.pt"
+            stale.parent.mkdir(parents=True)
+            stale.write_bytes(b"half-written")
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ft, "_run_once", killed_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune(cfg(tmp_path / "cut"))
+    monkeypatch.setattr(ft, "_run_once", lambda *a, **k: calls.append(a[7]) or real(*a, **k))
+    cut = ft.finetune(cfg(tmp_path / "cut"))
+    assert calls == [0, 1, 1]  # the finished unit (seed 0) was not run again
+    for name in ("metrics.json", "predictions.csv"):
+        a, b = (whole / name).read_text(), (cut / name).read_text()
+        assert a.replace(str(tmp_path / "whole"), "") == b.replace(str(tmp_path / "cut"), ""), name
