@@ -128,7 +128,7 @@ def item_gpu_views(s: Settings) -> dict[str, Any]:
         try:
             aug = VIEWS.build(name).to(s.device)
             t = time_calls(lambda: aug(x), s.device, *((1, 1) if s.smoke else (2, 5)), max_s=5.0)
-            out[name] = {"vol_per_s": round(s.subjects / t["median_s"], 1), "ms": round(1e3 * t["median_s"], 2)}
+            out[name] = {"vol_per_s": round(s.subjects / max(t["median_s"], 1e-6), 1), "ms": round(1e3 * t["median_s"], 2)}
         except Exception as exc:  # noqa: BLE001  (one preset's failure must not hide the others)
             out[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     return out
