@@ -34,7 +34,7 @@ from medssl.registry import LOSSES
 VAR_EPS = 1e-12
 
 
-SETS = ("PA", "PC", "NA", "NC")  # the order of the stacked weight matrices
+PA, PC, NA, NC = range(4)  # the order of the stacked pair-set weight matrices
 
 
 def _moments(s: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -156,7 +156,7 @@ class FairKLRegularizer(nn.Module):
             else (bm[:, None] == bm[None]).all(-1).to(dtype)
         )
         sets = torch.stack([k * same_bias, k * (1 - same_bias), (1 - k) * same_bias,
-                            (1 - k) * (1 - same_bias)])  # (4, n, n) in the order of SETS
+                            (1 - k) * (1 - same_bias)])  # (4, n, n): PA, PC, NA, NC
         r = self._paper(s, sets) if self.mode == "paper" else self._code(s, sets)
         if self.base_temperature is not None:
             r = r * (self.temperature / self.base_temperature)
@@ -166,21 +166,19 @@ class FairKLRegularizer(nn.Module):
     def _paper(s: Tensor, sets: Tensor) -> Tensor:
         off = 1 - torch.eye(s.shape[0], dtype=s.dtype, device=s.device)  # pairs b != a
         mu, var, total = _moments(s, sets * off)
-        even, odd = slice(0, 4, 2), slice(1, 4, 2)  # (PA, NA) against (PC, NC)
-        return _kl((mu[even], var[even], total[even]), (mu[odd], var[odd], total[odd])).sum()
+        same, other = [PA, NA], [PC, NC]  # each against its other-bias set
+        return _kl((mu[same], var[same], total[same]), (mu[other], var[other], total[other])).sum()
 
     def _code(self, s: Tensor, sets: Tensor) -> Tensor:
         off = 1 - torch.eye(s.shape[0], dtype=s.dtype, device=s.device)
-        keep_self = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=s.dtype, device=s.device)  # only PA
-        w = sets * (off + keep_self[:, None, None] * (1 - off))
+        w = torch.cat([sets[PA:PA + 1], sets[PC:] * off])  # self-pairs only in PA
         masked = s * w
         mu = masked.sum((1, 2)) / w.sum((1, 2)).clamp_min(1.0)
         sd = masked.flatten(1).std(1) if s.numel() > 1 else s.new_zeros(4)
-        pa, pc, na, nc = range(4)
         return (
-            (mu[pc] - mu[pa]).square()
-            + (mu[na] - mu[nc]).square()
-            + self.kld * ((sd[pa] - sd[pc]).square() + (sd[na] - sd[nc]).square())
-            - mu[pc]
-            + mu[na]
+            (mu[PC] - mu[PA]).square()
+            + (mu[NA] - mu[NC]).square()
+            + self.kld * ((sd[PA] - sd[PC]).square() + (sd[NA] - sd[NC]).square())
+            - mu[PC]
+            + mu[NA]
         )
