@@ -137,7 +137,7 @@ def _fit_predict(init: Init, cfg: FinetuneConfig, parts: dict[str, np.ndarray], 
 
 
 def _run_once(init: Init, cfg: FinetuneConfig, table: pd.DataFrame, labels: np.ndarray,
-              classes: list[str], fold: Fold, n: int | None, seed: int, run_dir: Path,
+              classes: list[str], fold: Fold, n: int | None, seed: int, work: Path,
               device: torch.device) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """One repeat: carve validation (and the labelled subset), fit, score both test sets.
 
@@ -148,7 +148,6 @@ def _run_once(init: Init, cfg: FinetuneConfig, table: pd.DataFrame, labels: np.n
         fit = splits.subsample(table, fit, labels, n, seed)
     parts = {TRAIN: fit, "validation": val, INTERNAL: fold.internal_test, EXTERNAL: fold.external_test}
     splits.check_disjoint(table, parts)
-    work = unit_dir(run_dir, init.name, n, fold.name, seed)
     proba, info = _fit_predict(init, cfg, parts, labels, len(classes), seed, work, device)
     run: dict[str, Any] = {"init": init.name, "n_labelled": n, "n_train": len(fit), "fold": fold.name,
                            "seed": seed, "label_counts": splits.label_counts(labels, classes, parts), **info}
@@ -216,7 +215,7 @@ def finetune(cfg: FinetuneConfig, *, overwrite: bool = False) -> Path:
                     if not (work / "result.json").exists():
                         shutil.rmtree(work, ignore_errors=True)  # an interrupted unit starts again
                         _save_unit(work, *_run_once(init, cfg, table, labels, classes, fold, n, seed,
-                                                    run_dir, device))
+                                                    work, device))
                     run, tests = _load_unit(work)  # the same record either way: resumed == uninterrupted
                     runs.append(run)
                     for part, (rows, proba) in tests.items():

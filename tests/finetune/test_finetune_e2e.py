@@ -117,8 +117,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_outputs(scz_manifest: P
     def killed_at_second(*args: object, **kwargs: object) -> object:
         calls.append(args[7])  # the repeat's seed
         if len(calls) == 2:  # the unit dies mid-training, leaving an engine checkpoint behind
-            init, fold, n, seed, run_dir = args[0], args[5], args[6], args[7], args[8]
-            stale = ft.unit_dir(run_dir, init.name, n, fold.name, seed) / "member0" / "checkpoints" / "last.pt"
+            stale = args[8] / "member0" / "checkpoints" / "last.pt"  # the unit's working folder
             stale.parent.mkdir(parents=True)
             stale.write_bytes(b"half-written")
             raise KeyboardInterrupt
