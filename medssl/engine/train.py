@@ -3,9 +3,11 @@
 One optimiser step = fetch a batch -> move it to the device -> make the views (batched, on device)
 -> ``method(batch, views)`` under autocast -> non-finite guard -> backward (grad scaler for fp16)
 -> optional clipping -> optimiser and scheduler step -> ``method.on_step_end``. Every random draw of a
-step comes from a generator seeded by ``(seed, step, rank)``, and the data order by ``(seed, epoch)``,
+step comes from a generator seeded by ``(seed, step, rank)``, the data order from ``(seed, epoch)``, and
+a CPU-side transform's draws for one item from ``(seed, epoch, index)`` (:mod:`medssl.engine.sampling`),
 so a run killed at any point and resumed from ``checkpoints/last.pt`` ends with the same weights as an
-uninterrupted one (checked on CPU in the tests).
+uninterrupted one, with any number of DataLoader workers (checked on CPU in the tests). The workers
+persist across epochs.
 
 Opt-in variants of the step:
 
@@ -26,15 +28,16 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from medssl.config import TrainConfig
 from medssl.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from medssl.engine.grad_cache import grad_cache_step
+from medssl.engine.sampling import ResumableSampler, SeededItems
 from medssl.engine.optim import build_optimizer, lr_factor
 from medssl.errors import ConfigError, MedsslError
 from medssl.methods.base import Method
@@ -46,34 +49,6 @@ EpochHook = Callable[[int, nn.Module], dict[str, float]]
 
 class NonFiniteLossError(MedsslError):
     """The loss became NaN or infinite; training stops before the weights are corrupted."""
-
-
-class ResumableSampler(Sampler[int]):
-    """Shuffled indices, re-drawn each epoch from ``(seed, epoch)``, sharded over ranks.
-
-    ``set_epoch(epoch, start_batch)`` skips the first ``start_batch`` batches without loading them.
-    Only whole batches are yielded (``drop_last``): contrastive losses need full batches.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
-        self.epoch, self.start_batch = 0, 0
-
-    def batches_per_epoch(self) -> int:
-        return self.n // (self.batch_size * self.world)
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def __iter__(self) -> Iterator[int]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.n, generator=gen)
-        per_rank = self.batches_per_epoch() * self.batch_size
-        mine = order[self.rank * per_rank : (self.rank + 1) * per_rank]
-        return iter(mine[self.start_batch * self.batch_size :].tolist())
-
-    def __len__(self) -> int:
-        return (self.batches_per_epoch() - self.start_batch) * self.batch_size
 
 
 class MetricsLog:
@@ -239,12 +214,14 @@ def train_loop(
 
     from tqdm.auto import tqdm
 
+    # one loader for the whole run: its workers persist across epochs (no start-up cost per epoch);
+    # items are read as (index, seed) pairs, so CPU-side views do not depend on the workers
+    loader = DataLoader(SeededItems(dataset), batch_size=cfg.batch_size, sampler=sampler,
+                        num_workers=num_workers, persistent_workers=num_workers > 0,
+                        pin_memory=device.type == "cuda", drop_last=True)
     while epoch < cfg.epochs:
         start_batch = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
         sampler.set_epoch(epoch, start_batch)
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
-                            num_workers=num_workers, persistent_workers=False,
-                            pin_memory=device.type == "cuda", drop_last=True)
         method.train()
         bar = tqdm(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not show_bar, leave=False, dynamic_ncols=True)

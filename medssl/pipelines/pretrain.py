@@ -31,6 +31,11 @@ class TwoViewsTransform:
     def __init__(self, transform: Any, n_views: int = 2) -> None:
         self.transform, self.n_views = transform, n_views
 
+    def set_random_state(self, seed: int | None = None, state: Any = None) -> TwoViewsTransform:
+        """Reseed the MONAI pipeline (the training loop does it per item, see engine/sampling.py)."""
+        self.transform.set_random_state(seed=seed, state=state)
+        return self
+
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         views = [torch.as_tensor(self.transform({"image": sample["image"]})["image"])
                  for _ in range(self.n_views)]

@@ -166,11 +166,18 @@ class ViewCompose(Compose):
 
     _worker_seed: int | None = None
 
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None
+                         ) -> ViewCompose:
+        """Reseed every transform; an explicit reseed inside a worker replaces the worker's seed."""
+        super().set_random_state(seed, state)
+        info = get_worker_info()
+        self._worker_seed = info.seed if info is not None else None
+        return self
+
     def __call__(self, data: Any, *args: Any, **kwargs: Any) -> Any:
         info = get_worker_info()
         if info is not None and info.seed != self._worker_seed:
             self.set_random_state(seed=info.seed % MAX_SEED)
-            self._worker_seed = info.seed
         return super().__call__(data, *args, **kwargs)
 
 

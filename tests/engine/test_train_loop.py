@@ -11,7 +11,8 @@ from torch import nn
 
 from medssl.config import TrainConfig
 from medssl.engine.optim import lr_factor
-from medssl.engine.train import NonFiniteLossError, ResumableSampler, train_loop
+from medssl.engine.sampling import ResumableSampler
+from medssl.engine.train import NonFiniteLossError, train_loop
 from medssl.methods.siamese import SiameseContrastive
 from medssl.models.tiny import TinyCNN3d
 
@@ -118,7 +119,7 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path) -> None:  # type: 
 
 
 def test_sampler_shards_are_disjoint_and_cover_whole_batches() -> None:
-    shards = [list(ResumableSampler(21, 4, seed=3, rank=r, world=2)) for r in range(2)]
+    shards = [ResumableSampler(21, 4, seed=3, rank=r, world=2).indices() for r in range(2)]
     assert len(shards[0]) == len(shards[1]) == 8
     assert not set(shards[0]) & set(shards[1])
     s = ResumableSampler(21, 4, seed=3)
