@@ -14,7 +14,9 @@ the volume (cutout box, crop size, shift in voxels) are resolved per input shape
 Randomness comes from each transform's ``numpy.random.RandomState`` (``set_random_state(seed)``).
 DataLoader workers start with copies of one state, so plain MONAI pipelines repeat the same views in
 every worker and, without persistent workers, in every epoch; :class:`ViewCompose` reseeds itself
-from each worker's torch seed (distinct per worker and per epoch, reproducible from the loader's seed).
+from each worker's torch seed (distinct per worker, reproducible from the loader's seed). The training
+loop goes further and reseeds it per item from ``(seed, epoch, index)`` (``medssl.engine.sampling``),
+so its views do not depend on the number of workers at all.
 """
 
 from __future__ import annotations
@@ -161,8 +163,9 @@ MONAI_OPS: dict[str, Callable[..., Callable]] = {
 
 
 class ViewCompose(Compose):
-    """``Compose`` that reseeds all its transforms once per DataLoader worker (and epoch) from
-    ``get_worker_info().seed``; in the main process it behaves as ``Compose``."""
+    """``Compose`` that reseeds all its transforms once per DataLoader worker (per epoch unless the
+    workers persist) from ``get_worker_info().seed``, unless ``set_random_state`` was called in that
+    worker; in the main process it behaves as ``Compose``."""
 
     _worker_seed: int | None = None
 
