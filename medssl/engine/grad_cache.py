@@ -15,6 +15,10 @@ each holding all views of its subjects (like one DDP rank). With ``z_c = embed(v
 Memory: the activations of one chunk (plus the ``B x d`` embeddings) instead of the whole batch, so the
 batch size is bounded by compute, not memory; the loss still sees every negative of the batch.
 Compute: one extra forward of the encoder (about +1/3 of a step whose backward costs two forwards).
+``views`` is either the list of the ``V`` views of the whole batch, or a function ``make_views(sl)``
+returning the views of the subjects ``sl`` only (a :data:`ViewMaker`): then the views of one chunk
+exist at a time and the batch costs only its images, at the price of one more augmentation pass per
+chunk (the views of pass 1 are made again in pass 3, the RNG state restored so they are bit-identical).
 Measured on one H100 (resnet18_3d, 1x121x145x121, bf16 autocast, torch 2.11): 256 subjects x 2
 views in chunks of 16 subjects peak at 9.4 GiB (4.2 GiB of it the batch itself; chunks of 32: 14.0
 GiB), 192 volumes/s, against 261 volumes/s and 10.4 GiB for a plain step of 32 subjects. Activation
@@ -24,8 +28,8 @@ BatchNorm: every forward normalises with the statistics of its chunk (both views
 subjects), which is what BatchNorm sees on each GPU under DDP without SyncBatchNorm: a chunk is a
 simulated rank. Running statistics are updated once per chunk, in pass 1; pass 3 runs under
 ``_bn_stats_frozen`` (momentum 0), so they are not updated twice. Random ops inside ``embed``
-(dropout) replay the draws of pass 1 in pass 3 (RNG state saved per chunk, as
-``torch.utils.checkpoint`` does).
+(dropout), and ``make_views``, replay the draws of pass 1 in pass 3 (the CPU and device RNG states
+saved per chunk before its views are made, as ``torch.utils.checkpoint`` does).
 
 Exact equivalence: after the step, the ``.grad`` of every parameter equals (up to float summation
 order) the gradient of ``embedding_loss(batch, cat_c embed(views[c]))`` computed in one graph, the
@@ -58,14 +62,18 @@ from medssl.methods.base import Method
 from medssl.models.backbones import _bn_stats_frozen
 
 RngState = tuple[torch.Tensor, list[int], list[torch.Tensor]]
+ViewMaker = Callable[[slice], list[torch.Tensor]]
+"""``make_views(sl)``: the ``V`` views ``(b, C, D, H, W)`` of the subjects ``sl`` of the batch, on the
+batch's device, drawn from the global torch RNG (the batched augmenter on ``batch["image"][sl]``)."""
 
 
 def _unscaled(loss: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-def _rng_state(views: list[torch.Tensor]) -> RngState:
-    return (torch.get_rng_state(), *get_device_states(views))
+def _rng_state(tensors: list[torch.Tensor]) -> RngState:
+    """The CPU RNG state and that of every device holding one of ``tensors``."""
+    return (torch.get_rng_state(), *get_device_states(tensors))
 
 
 def _set_rng_state(state: RngState, device_type: str) -> None:
@@ -91,10 +99,43 @@ def average_gradients(module: nn.Module) -> None:
         g.copy_(part.view_as(g))
 
 
+def _view_source(
+    batch: dict[str, Any], views: list[torch.Tensor] | ViewMaker
+) -> tuple[int, ViewMaker, list[torch.Tensor]]:
+    """``(B, chunk views as a function of the slice, tensors whose devices' RNG states to save)``.
+
+    The list is sliced; a :data:`ViewMaker` runs without autograd, and its RNG is that of the devices
+    of ``batch``'s tensors (the views do not exist yet).
+    """
+    if not callable(views):
+        return views[0].shape[0], lambda sl: [v[sl] for v in views], views
+    image = batch.get("image")
+    if not isinstance(image, torch.Tensor):
+        raise ValueError("grad_cache_step: views given as make_views(slice) need batch['image'], a "
+                         "tensor (B, C, D, H, W) that gives the number of subjects B; batch has keys "
+                         f"{sorted(batch)}")
+    make_views = views
+
+    def make(sl: slice) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return make_views(sl)
+
+    return image.shape[0], make, [t for t in batch.values() if isinstance(t, torch.Tensor)]
+
+
+def _check_rng_covers(views: list[torch.Tensor], state: RngState, device_type: str) -> None:
+    """ValueError unless every view lies on the CPU or on a device whose RNG state was saved."""
+    for v in views:
+        if v.device.type != "cpu" and (v.device.type != device_type or v.get_device() not in state[1]):
+            raise ValueError(f"grad_cache_step: make_views returned a view on {v.device}, but the batch's "
+                             "tensors are not there, so its RNG was not saved and pass 3 could remake "
+                             "different views; move the batch to the device the views are made on")
+
+
 def grad_cache_step(
     method: Method,
     batch: dict[str, Any],
-    views: list[torch.Tensor],
+    views: list[torch.Tensor] | ViewMaker,
     chunk_subjects: int,
     scale: Callable[[torch.Tensor], torch.Tensor] = _unscaled,
     autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
@@ -104,7 +145,9 @@ def grad_cache_step(
     Args:
         method: a ``Method`` overriding ``embed`` and ``embedding_loss`` (not DDP-wrapped).
         batch: the whole batch (labels for the loss), on the device.
-        views: ``V`` tensors ``(B, C, D, H, W)``, the views of the ``B`` subjects.
+        views: ``V`` tensors ``(B, C, D, H, W)``, the views of the ``B`` subjects; or a
+            :data:`ViewMaker` called once per chunk in pass 1 and again in pass 3 (``B`` is then
+            ``batch["image"].shape[0]``; ValueError without it).
         chunk_subjects: subjects per encoder chunk (the last chunk may be smaller).
         scale: applied to the loss before its backward (``GradScaler.scale`` for fp16).
         autocast: factory of the context the forward passes run in (``torch.autocast``).
@@ -114,15 +157,19 @@ def grad_cache_step(
     """
     if chunk_subjects < 1:
         raise ValueError(f"chunk_subjects must be >= 1, got {chunk_subjects}")
-    n = views[0].shape[0]
+    n, chunk_views, rng_source = _view_source(batch, views)
     chunks = [slice(i, min(i + chunk_subjects, n)) for i in range(0, n, chunk_subjects)]
-    device_type = views[0].device.type
+    device_type = next((t.device.type for t in rng_source if t.device.type != "cpu"), "cpu")
 
     rng_states, parts = [], []
-    with torch.no_grad(), autocast():  # pass 1: embeddings only, BN running stats updated once
+    with torch.no_grad():  # pass 1: embeddings only, BN running stats updated once
         for sl in chunks:
-            rng_states.append(_rng_state(views))
-            parts.append(method.embed([v[sl] for v in views]))
+            rng_states.append(_rng_state(rng_source))
+            x = chunk_views(sl)
+            _check_rng_covers(x, rng_states[-1], device_type)
+            with autocast():
+                parts.append(method.embed(x))
+            del x  # a ViewMaker's views exist for one chunk at a time
     embeddings = [torch.cat(per_view).requires_grad_() for per_view in zip(*parts)]
 
     with autocast():  # pass 2: the loss on the whole batch, cache dL/dz
@@ -132,8 +179,10 @@ def grad_cache_step(
 
     for sl, rng in zip(chunks, rng_states):  # pass 3: re-embed each chunk with autograd
         _set_rng_state(rng, device_type)
+        x = chunk_views(sl)
         with autocast(), _bn_stats_frozen(method):
-            z = method.embed([v[sl] for v in views])
+            z = method.embed(x)
+        del x  # the graph keeps what backward needs; freed before the next chunk's views are made
         used = [(z_v, g[sl]) for z_v, g in zip(z, cache) if g is not None]
         torch.autograd.backward([z_v for z_v, _ in used], [g for _, g in used])
     average_gradients(method)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import socket
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ import torch.multiprocessing as mp
 from test_train_loop import ToyVolumes, cfg, make_method, noise_views, state_of
 from torch import nn
 
-from medssl.engine.grad_cache import grad_cache_step
+from medssl.engine.grad_cache import ViewMaker, grad_cache_step
 from medssl.engine.train import train_loop
 from medssl.errors import ConfigError
 from medssl.losses import build_loss
@@ -20,6 +21,7 @@ from medssl.methods.base import Method
 from medssl.methods.siamese import SiameseContrastive
 from medssl.models.backbones import run_stages
 from medssl.models.tiny import TinyCNN3d
+from medssl.registry import VIEWS
 
 N = 8
 LOSSES = [("yaware", {"sigma": 10.0}, "age"), ("infonce", {}, None)]
@@ -77,12 +79,14 @@ def test_without_batchnorm_every_chunk_size_gives_the_full_batch_gradient(loss, 
         torch.testing.assert_close(out["loss"], plain.training_step(batch, views)["loss"].detach())
 
 
-def one_graph_reference(method: SiameseContrastive, batch: dict, views: list[torch.Tensor],
+def one_graph_reference(method: SiameseContrastive, batch: dict, views: list[torch.Tensor] | ViewMaker,
                         chunk: int) -> torch.Tensor:
-    """Each chunk (both views of its subjects) forwarded WITH autograd in one graph; the loss."""
+    """Each chunk (both views of its subjects; made per chunk when ``views`` is a function) forwarded
+    WITH autograd in one graph; the loss."""
     z1, z2 = [], []
     for start in range(0, N, chunk):
-        x1, x2 = (v[start:start + chunk] for v in views)
+        sl = slice(start, min(start + chunk, N))
+        x1, x2 = views(sl) if callable(views) else (v[sl] for v in views)
         z = method.head(method.backbone(torch.cat([x1, x2])))
         z1.append(z[: len(x1)])
         z2.append(z[len(x1):])
@@ -148,6 +152,93 @@ def test_autocast_factory_wraps_the_forward_passes() -> None:
     fp32 = siamese(*LOSSES[0], dtype=torch.float32)
     one_graph_reference(fp32, batch, views, 4).backward()  # bf16 really ran: not the fp32 gradient
     assert (grads(fp32)["head.3.weight"] - grads(method)["head.3.weight"]).abs().max() > 1e-4
+
+
+# ---- views made per chunk by a function (only the images held for the whole batch) ------------------
+
+
+class RecordedViews:
+    """A ViewMaker: two views of ``image[sl]`` by ``augment`` (global torch RNG); every call recorded."""
+
+    def __init__(self, image: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.image, self.augment = image, augment
+        self.calls: list[tuple[slice, list[torch.Tensor]]] = []
+
+    def __call__(self, sl: slice) -> list[torch.Tensor]:
+        views = [self.augment(self.image[sl]) for _ in range(2)]
+        self.calls.append((sl, [v.clone() for v in views]))
+        return views
+
+    def first_pass(self, n_chunks: int) -> list[torch.Tensor]:
+        """The views of pass 1 (the first ``n_chunks`` calls), concatenated: ``[(N, 1, D, H, W)] * 2``."""
+        return [torch.cat([views[k] for _, views in self.calls[:n_chunks]]) for k in range(2)]
+
+
+def image_batch(dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return {"image": torch.randn(N, 1, 16, 16, 16, generator=g, dtype=dtype),
+            "age": torch.linspace(20.0, 70.0, N, dtype=dtype)}
+
+
+def with_dropout(method: SiameseContrastive) -> SiameseContrastive:
+    method.head.insert(len(method.head) - 1, nn.Dropout(0.5))  # before the last Linear
+    return method
+
+
+def test_views_made_per_chunk_are_remade_bit_for_bit_in_pass_3() -> None:
+    """The y-aware augmenter (every op, p=1) and dropout share the RNG; pass 3 remakes pass 1's views."""
+    batch = image_batch()
+    maker = RecordedViews(batch["image"], VIEWS.build("yaware", p=1.0))
+    method = with_dropout(siamese(*LOSSES[0]))
+    torch.manual_seed(7)
+    grad_cache_step(method, batch, maker, 3)
+    chunks = [slice(0, 3), slice(3, 6), slice(6, 8)]
+    assert [sl for sl, _ in maker.calls] == chunks + chunks  # pass 1, then pass 3
+    for (_, first), (_, again) in zip(maker.calls[:3], maker.calls[3:]):
+        assert all(torch.equal(a, b) for a, b in zip(first, again))
+    one, two = maker.calls[0][1]
+    assert not torch.equal(one, two) and not torch.equal(one, batch["image"][:3])  # the views are random
+    assert not torch.equal(maker(slice(0, 3))[0], one)  # without the RNG restored, another draw differs
+
+
+@pytest.mark.parametrize("bn", [True, False])
+@pytest.mark.parametrize("chunk", [2, 3, N])
+def test_views_made_per_chunk_give_the_list_path_on_the_same_views(bn, chunk) -> None:
+    batch = image_batch()
+    maker = RecordedViews(batch["image"], VIEWS.build("yaware", p=1.0))
+    method, listed = siamese(*LOSSES[0], bn=bn), siamese(*LOSSES[0], bn=bn)
+    out = grad_cache_step(method, batch, maker, chunk)
+    views = maker.first_pass(-(-N // chunk))
+    want = grad_cache_step(listed, batch, views, chunk)
+    torch.testing.assert_close(out["loss"], want["loss"], rtol=0, atol=0)
+    assert_same(grads(method), grads(listed), rtol=1e-12)
+    assert_same(bn_buffers(method), bn_buffers(listed), rtol=1e-12)
+
+
+@pytest.mark.parametrize("bn", [True, False])
+def test_views_made_per_chunk_with_dropout_equal_the_one_graph_reference(bn) -> None:
+    """Views and dropout masks drawn chunk by chunk, in the order of pass 1, in one autograd graph."""
+    batch = image_batch()
+    augment = VIEWS.build("yaware", p=1.0)
+    ref = with_dropout(siamese(*LOSSES[0], bn=bn))
+    method = copy.deepcopy(ref)
+    torch.manual_seed(5)
+    one_graph_reference(ref, batch, RecordedViews(batch["image"], augment), 3).backward()
+    torch.manual_seed(5)
+    grad_cache_step(method, batch, RecordedViews(batch["image"], augment), 3)
+    assert_same(grads(method), grads(ref))
+    assert_same(bn_buffers(method), bn_buffers(ref), rtol=1e-12)
+
+
+def test_views_made_per_chunk_need_the_image_and_its_device() -> None:
+    batch = image_batch()
+    maker = RecordedViews(batch["image"], VIEWS.build("yaware", p=1.0))
+    with pytest.raises(ValueError, match=r"batch\['image'\].*keys \['age'\]"):
+        grad_cache_step(siamese(*LOSSES[0]), {"age": batch["age"]}, maker, 3)
+    assert maker.calls == []
+    elsewhere = [torch.empty(3, 1, 16, 16, 16, device="meta")] * 2  # not the batch's device: RNG not saved
+    with pytest.raises(ValueError, match="make_views returned a view on meta"):
+        grad_cache_step(siamese(*LOSSES[0]), batch, lambda sl: elsewhere, 3)
 
 
 def test_train_loop_with_grad_cache_resumes_exactly_and_equals_plain_steps(tmp_path, monkeypatch) -> None:
@@ -278,7 +369,8 @@ def test_two_gloo_ranks_match_one_process(tmp_path) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda_chunks_equal_the_one_graph_reference_for_resnet18() -> None:
     """resnet18_3d (space-to-depth stem) on CUDA in fp32 with TF32 off: chunks of 4 subjects equal the
-    one-graph reference, and one chunk as large as the batch equals the plain step."""
+    one-graph reference, and one chunk as large as the batch equals the plain step; views made per
+    chunk by the augmenter on the GPU too."""
     from medssl.models.backbones import ResNet18Encoder
 
     def build() -> SiameseContrastive:
@@ -304,3 +396,19 @@ def test_on_cuda_chunks_equal_the_one_graph_reference_for_resnet18() -> None:
         one_graph_reference(ref, batch, views, 4).backward()
         grad_cache_step(method, batch, views, 4)
         assert rel(grads(method), grads(ref)) < 1e-5
+
+        # views made per chunk on the GPU from the GPU's RNG: remade bit for bit, same gradients
+        batch["image"] = image.cuda()
+        augment = VIEWS.build("yaware", p=1.0).cuda()
+        ref, method = build(), build()
+        torch.manual_seed(5)
+        one_graph_reference(ref, batch, RecordedViews(batch["image"], augment), 4).backward()
+        torch.manual_seed(5)
+        maker = RecordedViews(batch["image"], augment)
+        grad_cache_step(method, batch, maker, 4)
+        assert rel(grads(method), grads(ref)) < 1e-5
+        for (_, first), (_, again) in zip(maker.calls[:2], maker.calls[2:]):
+            assert all(torch.equal(a, b) for a, b in zip(first, again))
+        on_cpu = {"image": image, "age": batch["age"].cpu()}  # the views' device RNG would not be saved
+        with pytest.raises(ValueError, match="move the batch to the device the views are made on"):
+            grad_cache_step(build(), on_cpu, lambda sl: [augment(image[sl].cuda()) for _ in range(2)], 4)
