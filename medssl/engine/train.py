@@ -1,6 +1,7 @@
 """The training loop shared by pretraining and fine-tuning: read it top to bottom.
 
-One optimiser step = fetch a batch -> move it to the device -> make the views (batched, on device)
+One optimiser step = fetch a batch -> move it to the device (on CUDA the copy was issued during the
+previous step, on a side stream: :mod:`medssl.engine.prefetch`) -> make the views (batched, on device)
 -> ``method(batch, views)`` under autocast -> non-finite guard -> backward (grad scaler for fp16)
 -> optional clipping -> optimiser and scheduler step -> ``method.on_step_end``. Every random draw of a
 step comes from a generator seeded by ``(seed, step, rank)``, the data order from ``(seed, epoch)``, and
@@ -24,6 +25,7 @@ Opt-in variants of the step:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -39,6 +41,7 @@ from medssl.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_s
 from medssl.engine.grad_cache import grad_cache_step
 from medssl.engine.sampling import ResumableSampler, SeededItems
 from medssl.engine.optim import build_optimizer, lr_factor
+from medssl.engine.prefetch import device_batches
 from medssl.errors import ConfigError, MedsslError
 from medssl.methods.base import Method
 from medssl.utils.device import progress_enabled, resolve_device
@@ -219,6 +222,7 @@ def train_loop(
     loader = DataLoader(SeededItems(dataset), batch_size=cfg.batch_size, sampler=sampler,
                         num_workers=num_workers, persistent_workers=num_workers > 0,
                         pin_memory=device.type == "cuda", drop_last=True)
+    move = functools.partial(to_device, device=device, channels_last=cfg.channels_last)
     while epoch < cfg.epochs:
         start_batch = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
         sampler.set_epoch(epoch, start_batch)
@@ -227,11 +231,10 @@ def train_loop(
                    disable=not show_bar, leave=False, dynamic_ncols=True)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
-        for batch in loader:
+        for batch in device_batches(loader, move, device):  # the next batch's copy overlaps this step
             if step - epoch * steps_per_epoch >= steps_per_epoch:
                 break
             torch.manual_seed(hash((cfg.seed, step, rank)) % 2**62)
-            batch = to_device(batch, device, cfg.channels_last)
             views = batch.get("views") or (
                 [augment(batch["image"]) for _ in range(n_views)] if augment else [batch["image"]]
             )

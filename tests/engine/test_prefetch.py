@@ -1,0 +1,65 @@
+"""device_batches: the batches arrive whole and in order; on CUDA the next copy is issued one step ahead."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medssl.engine.prefetch import device_batches
+from medssl.engine.train import to_device
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def host_batches(n: int, pin: bool = False) -> list[dict]:
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for k in range(n):
+        image = torch.randn(4, 1, 8, 8, 8, generator=g)
+        views = [image + 1, image - 1]
+        batch = {"image": image, "age": torch.full((4,), float(k)), "views": views, "name": ["a"] * 4}
+        out.append({key: (v.pin_memory() if pin and isinstance(v, torch.Tensor) else v)
+                    for key, v in batch.items()})
+    return out
+
+
+class Counting:
+    """``to_device`` that counts its calls."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.calls = device, 0
+
+    def __call__(self, batch: dict) -> dict:
+        self.calls += 1
+        return to_device(batch, self.device, channels_last=True)
+
+
+def test_on_cpu_each_batch_is_moved_when_asked_for_and_in_order() -> None:
+    batches, move = host_batches(3), Counting(torch.device("cpu"))
+    seen = []
+    for k, batch in enumerate(device_batches(batches, move, torch.device("cpu"))):
+        assert move.calls == k + 1  # no read-ahead off CUDA
+        seen.append(batch)
+    assert len(seen) == 3
+    for got, want in zip(seen, batches):
+        assert torch.equal(got["image"], want["image"]) and got["name"] == want["name"]
+        assert got["image"].is_contiguous(memory_format=torch.channels_last_3d)
+        assert all(torch.equal(a, b) for a, b in zip(got["views"], want["views"]))
+
+
+@pytest.mark.gpu
+@cuda
+def test_on_cuda_the_next_batch_is_copied_ahead_and_arrives_intact() -> None:
+    device = torch.device("cuda")
+    batches, move = host_batches(4, pin=True), Counting(device)
+    big = torch.randn(4096, 4096, device=device)
+    for k, batch in enumerate(device_batches(batches, move, device)):
+        assert move.calls == min(k + 2, 4)  # batch k + 1 is already on its way
+        for _ in range(20):  # a long step on the compute stream while the next copy runs
+            big = torch.tanh(big @ big) * 0.5
+        scratch = torch.full((4, 1, 8, 8, 8), -7.0, device=device)  # reuse of freed blocks must not clobber
+        want = batches[k]
+        assert torch.equal(batch["image"].cpu(), want["image"])
+        assert torch.equal(batch["views"][1].cpu(), want["views"][1])
+        assert torch.equal(batch["age"].cpu(), want["age"])
+        del scratch
