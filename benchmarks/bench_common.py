@@ -32,12 +32,24 @@ BF16_PEAK_FLOPS: list[tuple[str, float]] = [
 ]
 
 
+# HBM bandwidth (bytes/s) from the same data sheets, for the roofline (benchmarks/roofline.py).
+HBM_BYTES_PER_S: list[tuple[str, float]] = [
+    ("H200", 4.8e12), ("H100 PCIe", 2.0e12), ("H100 NVL", 3.9e12), ("H100", 3.35e12),
+    ("A100 80GB PCIe", 1.935e12), ("A100 80GB", 2.039e12), ("A100", 1.555e12),
+]
+
+
+def card_figure(table: list[tuple[str, float]], card: str) -> float | None:
+    """The first entry of ``table`` whose key occurs in ``card`` (case-insensitive), or None."""
+    for key, value in table:
+        if key.lower() in card.lower():
+            return value
+    return None
+
+
 def bf16_peak(card: str) -> float | None:
     """Dense bf16 peak in FLOP/s of the card named ``card`` (None when it is not in the table)."""
-    for key, peak in BF16_PEAK_FLOPS:
-        if key.lower() in card.lower():
-            return peak
-    return None
+    return card_figure(BF16_PEAK_FLOPS, card)
 
 
 def is_oom(exc: BaseException) -> bool:
