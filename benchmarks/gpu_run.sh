@@ -5,8 +5,9 @@
 #   bash benchmarks/gpu_run.sh OUT [PREP]     # PREP = `python tests/submit/device_check.py prepare PREP`
 #
 # Environment: BUDGET / HARD (gpu_bench's soft and hard limits, s), BENCH_ARGS (extra gpu_bench flags),
-# PYTEST_S / CHECK_S (time limits of the GPU tests and of the estimator check, s), MEDSSL_STAGE=1.
-# Writes OUT/gpu.json, OUT/bench.log, OUT/pytest_gpu.txt, OUT/server.json, OUT/medssl.json, OUT/checks.log.
+# PYTEST_S / CHECK_S / VIEWS_S (time limits of the GPU tests, the estimator check and the per-op views
+# timing, s), MEDSSL_STAGE=1.
+# Writes OUT/gpu.json, OUT/bench.log, OUT/views_cuda.json, OUT/pytest_gpu.txt, OUT/server.json, OUT/medssl.json, OUT/checks.log.
 set -u
 out=$1
 prep=${2:-}
@@ -14,6 +15,10 @@ mkdir -p "$out"
 python3 benchmarks/gpu_bench.py --out "$out" --budget "${BUDGET:-300}" --hard "${HARD:-330}" ${BENCH_ARGS:-} \
   > "$out/bench.log" 2>&1
 echo "gpu_bench rc=$?"
+# each view op alone on the GPU (batch 32 of 128^3, about the voxels of 121x145x121): where the views' time goes
+timeout "${VIEWS_S:-45}" python3 benchmarks/bench_views.py --device cuda --batch 32 --size 128 --reps 5 \
+  --out "$out/views_cuda.json" > "$out/views.log" 2>&1
+echo "bench_views rc=$?"
 timeout "${PYTEST_S:-90}" python3 -m pytest -q -m gpu -p no:cacheprovider tests/methods tests/transforms tests/models tests/engine \
   > "$out/pytest_gpu.txt" 2>&1
 echo "pytest -m gpu rc=$?"; tail -n 3 "$out/pytest_gpu.txt"
