@@ -54,7 +54,7 @@ class Step:
 
     run: Callable[[], torch.Tensor]
     method: nn.Module
-    batch: dict[str, torch.Tensor]
+    batch: dict[str, torch.Tensor]  # medssl_step: the first call's first two subjects only
     views: list[torch.Tensor]
     notes: dict[str, Any]
 
@@ -86,12 +86,19 @@ def augmenter(device: torch.device, preset: str = "yaware") -> nn.Module | None:
 def medssl_step(
     backbone: str, subjects: int, shape: tuple[int, int, int], device: torch.device,
     checkpointing: bool = False, on_device: bool = False, variant: Variant = Variant(),
+    views_per_chunk: bool = False,
 ) -> Step:
     """medssl's step at ``subjects`` subjects x 2 views of ``(1, *shape)`` volumes (bf16 autocast).
 
     ``on_device=True`` keeps the batch on the device (no host copy), for memory searches at large batch.
+    ``views_per_chunk=True`` (gradient cache only) hands ``grad_cache_step`` a function that makes the
+    views of one chunk (``grad_cache.ViewMaker``), so the step holds the images, not the batch's views.
+    Between calls nothing of a step's batch is kept but two subjects (``Step.batch``/``Step.views``,
+    for ``count_flops``), so peak memory counts one step's batch, as in the train loop.
     """
     v = variant
+    if views_per_chunk and not v.grad_cache_chunk:
+        raise ValueError("medssl_step: views_per_chunk needs a gradient-cache variant (grad_cache_chunk)")
     fmt = CL if v.channels_last else torch.contiguous_format
     method = build_method(backbone, checkpointing, stem_space_to_depth=v.stem_space_to_depth)
     method = method.to(device).to(memory_format=fmt)
@@ -105,12 +112,16 @@ def medssl_step(
         host = host.pin_memory()
     meta = fake_meta(subjects, device)
     amp = torch.bfloat16
-    state: dict[str, Any] = {}
+    first: dict[str, Any] = {}
 
     def run() -> torch.Tensor:
         x = host.to(device, non_blocking=True).contiguous(memory_format=fmt)
         batch = {"image": x, **meta}
-        views = [aug(x) for _ in range(2)] if aug is not None else [x, x]
+
+        def make_views(sl: slice) -> list[torch.Tensor]:
+            return [aug(x[sl]) for _ in range(2)] if aug is not None else [x[sl], x[sl]]
+
+        views = make_views if views_per_chunk else make_views(slice(None))
         optimizer.zero_grad(set_to_none=True)
         if v.grad_cache_chunk:
             out = grad_cache_step(method, batch, views, v.grad_cache_chunk,
@@ -120,15 +131,18 @@ def medssl_step(
                 out = method(batch, views)
             out["loss"].backward()
         optimizer.step()
-        state.update(batch=batch, views=views)
+        if not first:  # two subjects only: a whole batch kept here would count in the next step's peak
+            first.update(batch={k: t[:2].clone() for k, t in batch.items()},
+                         views=[w[:2].clone() for w in (make_views(slice(0, 2)) if views_per_chunk else views)])
         return out["loss"]
 
-    run()  # first call builds the optimizer state and fixes the batch used by count_flops
+    run()  # first call builds the optimizer state and fixes the two subjects used by count_flops
     notes = {"views": "yaware (batched, on device)" if aug is not None else "identical (yaware not registered)",
+             "views_made": "per chunk (grad_cache ViewMaker)" if views_per_chunk else "whole batch",
              "checkpointing": bool(getattr(method.backbone, "activation_checkpointing", False)),
              "precision": "bf16 autocast", "fused_adam": device.type == "cuda", "variant": v.label(),
              **asdict(v)}
-    return Step(run, method, state["batch"], state["views"], notes)
+    return Step(run, method, first["batch"], first["views"], notes)
 
 
 def baseline_step(backbone: str, subjects: int, shape: tuple[int, int, int], device: torch.device) -> Step:

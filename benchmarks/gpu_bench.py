@@ -17,7 +17,7 @@ written to ``OUT/gpu.json`` after every item):
   counted), peak memory, counted FLOPs and MFU; OOM falls back to activation checkpointing, then to
   smaller batches.
 - ``gradcache/<first backbone>``: large contrastive batches (256, 512, ... subjects x 2 views) through the
-  gradient cache (chunks of ``--subjects``): volumes/s and peak memory.
+  gradient cache (chunks of ``--subjects``, views made per chunk): volumes/s and peak memory.
 - ``compile/<first backbone>`` (``--compile-all``: every backbone): ``torch.compile`` of the backbone,
   only when time is left.
 - ``memory/<backbone>``: largest batch with bf16 + activation checkpointing and no gradient cache
@@ -252,14 +252,16 @@ def item_variants(backbone: str, s: Settings) -> dict[str, Any]:
 
 
 def item_gradcache(backbone: str, s: Settings, variant: Variant, deadline: float) -> dict[str, Any]:
-    """Steps of ``n`` subjects x 2 views through the gradient cache (chunks of ``s.subjects``)."""
+    """Steps of ``n`` subjects x 2 views through the gradient cache (chunks of ``s.subjects``), the views
+    made per chunk (``grad_cache.ViewMaker``): the batch holds only its images."""
     from dataclasses import replace
 
     from bench_steps import medssl_step
 
     torch.backends.cudnn.benchmark = True
     v = replace(variant, grad_cache_chunk=s.subjects)
-    out: dict[str, Any] = {"variant": v.label(), "chunk_subjects": s.subjects}
+    out: dict[str, Any] = {"variant": v.label(), "chunk_subjects": s.subjects,
+                           "views_made": "per chunk (images held, views remade in pass 3)"}
     for n in [s.subjects * k for k in (8, 16, 32)]:
         if time.perf_counter() > deadline:
             out[str(n)] = {"skipped": "time"}
@@ -267,7 +269,7 @@ def item_gradcache(backbone: str, s: Settings, variant: Variant, deadline: float
         if s.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         try:
-            step = medssl_step(backbone, n, s.shape, s.device, on_device=True, variant=v)
+            step = medssl_step(backbone, n, s.shape, s.device, on_device=True, variant=v, views_per_chunk=True)
             t = time_calls(step.run, s.device, 1, 2 if not s.smoke else 1, max_s=20.0)
         except Exception as exc:  # noqa: BLE001
             out[str(n)] = {"error": "OOM" if is_oom(exc) else f"{type(exc).__name__}: {str(exc)[:160]}"}
