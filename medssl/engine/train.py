@@ -14,7 +14,8 @@ Opt-in variants of the step:
 
 - ``train.grad_cache_chunk = b``: the gradient cache (:mod:`medssl.engine.grad_cache`) replaces the
   forward + backward: the encoder runs on ``b`` subjects at a time (activation memory of ``b``
-  subjects, one extra forward), the loss sees the whole batch, BatchNorm sees one chunk as it would
+  subjects, one extra forward; views made on the device are made per chunk, so the batch's views are
+  never all held), the loss sees the whole batch, BatchNorm sees one chunk as it would
   see one DDP rank. Needs a method with ``embed`` / ``embedding_loss``. Under DDP the method is not
   wrapped: parameters are broadcast from rank 0 once and gradients averaged after each step.
 - ``train.compile = true``: ``method.backbone.compile()`` (``torch.compile`` in place, default
@@ -38,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medssl.config import TrainConfig
 from medssl.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from medssl.engine.grad_cache import grad_cache_step
+from medssl.engine.grad_cache import ViewMaker, grad_cache_step
 from medssl.engine.sampling import ResumableSampler, SeededItems
 from medssl.engine.optim import build_optimizer, lr_factor
 from medssl.engine.prefetch import device_batches
@@ -100,6 +101,12 @@ def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) 
             value = [v.to(device, non_blocking=True) for v in value]
         out[key] = value
     return out
+
+
+def views_of(augment: Augment, images: torch.Tensor, n_views: int,
+             subjects: slice = slice(None)) -> list[torch.Tensor]:
+    """``n_views`` augmented copies of ``images[subjects]`` ``(b, C, D, H, W)``."""
+    return [augment(images[subjects]) for _ in range(n_views)]
 
 
 def check_options(method: nn.Module, cfg: TrainConfig) -> int | None:
@@ -235,8 +242,12 @@ def train_loop(
             if step - epoch * steps_per_epoch >= steps_per_epoch:
                 break
             torch.manual_seed(hash((cfg.seed, step, rank)) % 2**62)
-            views = batch.get("views") or (
-                [augment(batch["image"]) for _ in range(n_views)] if augment else [batch["image"]]
+            views: list[torch.Tensor] | ViewMaker = batch.get("views") or (
+                [batch["image"]] if augment is None
+                # gradient cache: each chunk's views are made when the chunk is embedded (twice, from the
+                # same RNG state), so the step holds the images and one chunk's views, not the batch's
+                else functools.partial(views_of, augment, batch["image"], n_views) if chunk
+                else views_of(augment, batch["image"], n_views)
             )
             optimizer.zero_grad(set_to_none=True)
             if chunk:  # forward and backward, chunk by chunk (engine/grad_cache.py)

@@ -274,6 +274,19 @@ def test_train_loop_with_grad_cache_resumes_exactly_and_equals_plain_steps(tmp_p
     assert int(a["backbone.features.1.num_batches_tracked"]) == 6 * 3  # 6 steps x 3 chunks
 
 
+def test_train_loop_makes_on_device_views_per_chunk_twice(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sizes: list[int] = []
+
+    def spy(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(x))
+        return noise_views(x)
+
+    train_loop(make_method(), ToyVolumes(), spy, cfg(epochs=1, grad_cache_chunk=3), tmp_path,
+               tensorboard=False)
+    per_step = [3, 3, 3, 3, 2, 2]  # chunks of 3, 3, 2 subjects x 2 views, in pass 1 and again in pass 3
+    assert sizes == 2 * (per_step + per_step)  # 2 steps of 8 subjects; never the whole batch
+
+
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step:UserWarning")  # skipped fp16 step
 def test_fp16_grad_scaler_path_equals_the_plain_fp16_step(tmp_path) -> None:
     """GradScaler.scale applies to the cached dL/dz; overflowing first steps are skipped alike."""
