@@ -18,6 +18,8 @@ written to ``OUT/gpu.json`` after every item):
   smaller batches.
 - ``gradcache/<first backbone>``: large contrastive batches (256, 512, ... subjects x 2 views) through the
   gradient cache (chunks of ``--subjects``, views made per chunk): volumes/s and peak memory.
+- ``engine/<first backbone>``: the real ``train_loop`` fed by DataLoader workers (``bench_engine``), with
+  and without the side-stream prefetch of the next batch, against the ``train`` item's step.
 - ``compile/<first backbone>`` (``--compile-all``: every backbone): ``torch.compile`` of the backbone,
   only when time is left.
 - ``memory/<backbone>``: largest batch with bf16 + activation checkpointing and no gradient cache
@@ -347,6 +349,23 @@ def item_train(backbone: str, s: Settings, card: str, variant: Variant) -> dict[
     return out
 
 
+def item_engine(backbone: str, s: Settings, variant: Variant, step: dict[str, Any] | None) -> dict[str, Any]:
+    """The real ``train_loop`` fed by DataLoader workers, with and without the side-stream prefetch."""
+    from bench_engine import engine_throughput
+
+    workers = min(s.workers, 2 if s.smoke else 8)
+    out: dict[str, Any] = {}
+    for prefetch in (True, False):
+        out["prefetch" if prefetch else "no_prefetch"] = engine_throughput(
+            backbone, s.subjects, s.shape, s.device, s.steps, s.warmup, workers, prefetch,
+            channels_last=variant.channels_last)
+        free_memory(s.device)
+    out["prefetch_gain"] = round(out["prefetch"]["vol_per_s"] / out["no_prefetch"]["vol_per_s"], 3)
+    if step and "vol_per_s" in step:  # the engine against the re-stated step on a ready pinned batch
+        out["engine_over_step"] = round(out["prefetch"]["vol_per_s"] / step["vol_per_s"], 3)
+    return out
+
+
 def item_memory(backbone: str, s: Settings, deadline: float) -> dict[str, Any]:
     """Largest subjects x 2 views per step with bf16 + activation checkpointing (cudnn.benchmark off).
 
@@ -478,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile item")
     p.add_argument("--skip", nargs="*", default=[],
                    help="item kinds to leave out (cpu_views feed gpu_views losses gather profile variants train "
-                        "gradcache compile memory)")
+                        "gradcache engine compile memory)")
     p.add_argument("--gradcache-s", type=float, default=40.0, help="time cap of the gradient-cache item")
     p.add_argument("--compile-all", action="store_true", help="compile every backbone, not only the first")
     p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="GPU_JSON",
@@ -519,6 +538,10 @@ def main(argv: list[str] | None = None) -> int:
             deadline = time.perf_counter() + max(0.0, min(bench.remaining() - 10, args.gradcache_s))
             run(f"gradcache/{backbone}", lambda: item_gradcache(backbone, s, best_variant(items, backbone), deadline),
                 min_s=20)
+        if i == 0:
+            run(f"engine/{backbone}", lambda: item_engine(backbone, s, best_variant(items, backbone),
+                                                          items.get(f"train/{backbone}", {}).get("medssl")),
+                min_s=30)
         if i == 0 or args.compile_all:
             eager = items.get(f"train/{backbone}", {}).get("medssl")
             run(f"compile/{backbone}", lambda: item_compile(backbone, s, eager, best_variant(items, backbone)),

@@ -31,6 +31,7 @@ def test_gpu_bench_smoke_runs_every_item(tmp_path: Path, capsys: pytest.CaptureF
     items = summary["items"]
     expected = {"cpu_views", "feed", "environment", "gpu_views", "losses", "gather", "profile/tiny_cnn3d",
                 "variants/tiny_cnn3d", "train/tiny_cnn3d", "gradcache/tiny_cnn3d", "memory/tiny_cnn3d",
+                "engine/tiny_cnn3d",
                 "compile/tiny_cnn3d"}
     assert set(items) == expected
     failed = {k: v for k, v in items.items() if "error" in v or "skipped" in v}
