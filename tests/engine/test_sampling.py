@@ -101,3 +101,14 @@ def test_a_killed_run_with_worker_views_resumes_to_the_uninterrupted_weights(tmp
     a, b = state_of(tmp_path / "straight"), state_of(tmp_path / "split")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_epochs_cut_short_restart_the_persistent_workers_cleanly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``max_steps_per_epoch`` leaves prefetched batches behind; the next epoch must not receive them."""
+    runs = {}
+    for workers in (0, 2):
+        method = Recording(make_method())
+        train_loop(method, ViewsToy(), None, cfg(epochs=3, max_steps_per_epoch=1, num_threads=1),
+                   tmp_path / str(workers), num_workers=workers, tensorboard=False)
+        runs[workers] = torch.stack(method.first_views)
+    assert runs[0].shape[0] == 3 and torch.equal(runs[0], runs[2])
