@@ -1,9 +1,12 @@
 """The batched random augmentation: per-sample parameters, whole-batch torch ops, any device.
 
 Every op draws, for all B samples at once, whether it applies (``u < p``) and its parameters, computes
-the augmented batch, and keeps the input where it does not apply (``torch.where``). Work is done for
-every sample, but nothing depends on data values: no host-device synchronisation, no dynamic shapes,
-and a fixed number of random draws per call (so a seeded ``torch.Generator`` reproduces a call).
+the augmented batch, and keeps the input where it does not apply: by a blend (``torch.where``), or, for
+ops whose parameters have an identity value (zero noise, a delta kernel, an identity resampling
+matrix, a zero log-field), by giving the other samples that value, which saves the blend's pass over
+the batch and leaves them bit-identical. Work is done for every sample, but nothing depends on data
+values: no host-device synchronisation, no dynamic shapes, and a fixed number of random draws per call
+(so a seeded ``torch.Generator`` reproduces a call).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from torch import nn
 class RandomOp(nn.Module):
     """Base class: ``forward(x (B, C, D, H, W), generator=None) -> (B, C, D, H, W)``.
 
-    Subclasses implement ``augment(x, generator)``, the augmentation applied to every sample; the base
-    class draws the per-sample Bernoulli(p) mask and blends.
+    The base class draws the per-sample Bernoulli(p) mask ``apply`` and calls
+    ``augment_selected(x, apply, generator)``. Subclasses implement either ``augment(x, generator)``, the
+    augmentation of every sample (the default ``augment_selected`` blends it with ``x``), or
+    ``augment_selected`` itself when "not applied" is a parameter value.
 
     Args:
         p: probability that a sample is augmented by this op.
@@ -33,9 +38,14 @@ class RandomOp(nn.Module):
     def augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        apply = uniform(x, generator) < self.p
+    def augment_selected(
+        self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """``x`` augmented where ``apply`` ``(B,)`` is True, unchanged elsewhere."""
         return torch.where(per_sample(apply), self.augment(x, generator), x)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.augment_selected(x, uniform(x, generator) < self.p, generator)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -82,6 +92,12 @@ def apply_per_axis(x: torch.Tensor, mats: Sequence[torch.Tensor]) -> torch.Tenso
     y = k_h[:, None] @ y.view(b, c * d, h, w)
     y = k_d[:, None] @ y.view(b, c, d, h * w)
     return y.view(b, c, d, h, w).to(x.dtype)
+
+
+def identity_where_not(apply: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
+    """``(B, n, n)`` per-axis matrices, replaced by the identity for the samples where ``apply`` is False."""
+    eye = torch.eye(mats.shape[-1], dtype=mats.dtype, device=mats.device)
+    return torch.where(apply[:, None, None], mats, eye)
 
 
 def taps_to_matrix(index: torch.Tensor, weight: torch.Tensor, n: int) -> torch.Tensor:

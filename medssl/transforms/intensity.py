@@ -10,7 +10,9 @@ from collections.abc import Sequence
 
 import torch
 
-from medssl.transforms.base import RandomOp, apply_per_axis, as_range, per_sample, taps_to_matrix, uniform
+from medssl.transforms.base import (
+    RandomOp, apply_per_axis, as_range, identity_where_not, per_sample, taps_to_matrix, uniform,
+)
 
 
 class GaussianNoise(RandomOp):
@@ -25,8 +27,10 @@ class GaussianNoise(RandomOp):
         super().__init__(p)
         self.sigma = as_range(sigma, "noise sigma")
 
-    def augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        sigma = uniform(x, generator, *self.sigma).to(x.dtype)
+    def augment_selected(
+        self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        sigma = uniform(x, generator, *self.sigma).to(x.dtype) * apply  # sigma 0: x unchanged
         eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return x + per_sample(sigma) * eps
 
@@ -67,9 +71,11 @@ class GaussianBlur(RandomOp):
         self.sigma = as_range(sigma, "blur sigma")
         self.radius = max(1, math.ceil(truncate * self.sigma[1]))
 
-    def augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def augment_selected(
+        self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         kernels = gaussian_kernels(uniform(x, generator, *self.sigma), self.radius)
-        return apply_per_axis(x, [blur_matrix(kernels, n) for n in x.shape[2:]])
+        return apply_per_axis(x, [identity_where_not(apply, blur_matrix(kernels, n)) for n in x.shape[2:]])
 
     def extra_repr(self) -> str:
         return f"p={self.p}, sigma={self.sigma}, radius={self.radius}"
@@ -131,9 +137,11 @@ class BiasField(RandomOp):
         self.degree = int(degree)
         self.coeff_range = (float(coeff_range[0]), float(coeff_range[1]))
 
-    def augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def augment_selected(
+        self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         n = len(legendre_terms(self.degree))
-        coeffs = uniform(x, generator, *self.coeff_range, n=n)
+        coeffs = uniform(x, generator, *self.coeff_range, n=n) * apply[:, None]  # zero field: x * 1
         field = legendre_bias_field(coeffs, x.shape[2:], self.degree)
         return x * torch.exp(field).unsqueeze(1).to(x.dtype)
 

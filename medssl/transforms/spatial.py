@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from medssl.transforms.base import RandomOp, apply_per_axis, per_sample, taps_to_matrix, uniform
+from medssl.transforms.base import (
+    RandomOp, apply_per_axis, identity_where_not, per_sample, taps_to_matrix, uniform,
+)
 
 
 class RandomFlip(RandomOp):
@@ -30,12 +32,19 @@ class RandomFlip(RandomOp):
         self.axes = tuple(int(a) for a in axes)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One gather ``out[b, c, i, j, k] = x[b, c, I_b[i], J_b[j], K_b[k]]``, each index reversed or
+        not per sample: one read and one write of the batch (flipping every sample along each axis
+        and blending would be 15)."""
         apply = uniform(x, generator) < self.p
         choice = torch.randint(len(self.axes), (x.shape[0],), generator=generator, device=x.device)
-        out = x
-        for i, axis in enumerate(self.axes):
-            out = torch.where(per_sample(apply & (choice == i)), x.flip(2 + axis), out)
-        return out
+        index = []
+        for axis, n in enumerate(x.shape[2:]):
+            ramp = torch.arange(n, device=x.device)
+            flipped = apply & (choice == self.axes.index(axis)) if axis in self.axes else apply & False
+            index.append(torch.where(flipped[:, None], ramp.flip(0), ramp))  # (B, n)
+        b, c = (torch.arange(n, device=x.device) for n in x.shape[:2])
+        return x[b[:, None, None, None, None], c[None, :, None, None, None], index[0][:, None, :, None, None],
+                 index[1][:, None, None, :, None], index[2][:, None, None, None, :]]
 
     def extra_repr(self) -> str:
         return f"p={self.p}, axes={self.axes}"
@@ -115,12 +124,14 @@ class CropResize(RandomOp):
     def crop_size(self, n: int) -> int:
         return max(1, math.ceil(self.scale * n))
 
-    def augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def augment_selected(
+        self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         mats = []
         for n in x.shape[2:]:
             c = self.crop_size(n)
             start = torch.randint(n - c + 1, (x.shape[0],), generator=generator, device=x.device)
-            mats.append(crop_resize_matrix(start, c, n))
+            mats.append(identity_where_not(apply, crop_resize_matrix(start, c, n)))
         return apply_per_axis(x, mats)
 
     def extra_repr(self) -> str:

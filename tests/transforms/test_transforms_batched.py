@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from monai.transforms import RandBiasField
 from scipy.ndimage import gaussian_filter
 
+from medssl.transforms import ViewAugmenter, preset_ops
 from medssl.transforms.base import apply_per_axis
 from medssl.transforms.intensity import BiasField, GaussianBlur, GaussianNoise, legendre_bias_field
 from medssl.transforms.spatial import (
@@ -28,9 +29,10 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 def test_flip_is_an_exact_reversal_along_the_axis() -> None:
-    x = torch.randn(3, 1, 5, 6, 7)
+    x = torch.randn(3, 2, 5, 6, 7)  # two channels: both flipped alike
     for axis in range(3):
         assert torch.equal(RandomFlip(1.0, axes=[axis])(x), x.flip(2 + axis))
+    assert torch.equal(RandomFlip(0.0)(x), x)
 
 
 def test_flip_is_per_sample() -> None:
@@ -147,3 +149,17 @@ def test_bad_parameters_raise() -> None:
         RandomFlip(0.5, axes=[3])
     with pytest.raises(ValueError, match="noise sigma"):
         GaussianNoise(0.5, sigma=(1.0, 0.1))
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5])
+def test_samples_an_op_skips_are_returned_bit_identical(p: float) -> None:
+    """Ops that skip by an identity parameter (delta kernel, identity matrix, zero noise or field) and
+    not by a blend must still leave the skipped samples exactly as they were."""
+    x = torch.randn(12, 1, 9, 10, 11, generator=gen(4))
+    for spec in preset_ops("full", p=p):
+        out = ViewAugmenter([spec])(x, gen(7))
+        untouched = [b for b in range(len(x)) if torch.equal(out[b], x[b])]
+        if p == 0.0:
+            assert len(untouched) == len(x), spec.name
+        else:  # about half the samples are skipped; the others really changed
+            assert 2 <= len(untouched) <= 10, (spec.name, len(untouched))
