@@ -2,6 +2,7 @@
 
     python benchmarks/bench_views.py                      # CPU, batch 8 at 64^3 -> results/views_cpu.json
     python benchmarks/bench_views.py --device cuda        # the torch path on the GPU -> views_cuda.json
+    python benchmarks/bench_views.py --device cuda --tf32 --out OUT.json   # matmuls in TF32 (not the default)
 
 For each preset (``yaware`` and ``full`` at their published p = 0.5, plus every op at p = 1) it reports
 milliseconds per volume for one view: the torch path on a ``(B, 1, S, S, S)`` batch, and (on the CPU)
@@ -73,11 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
     ap.add_argument("--out", type=Path, default=None, help="JSON (default results/views_<device>.json)")
+    ap.add_argument("--tf32", action="store_true",
+                    help="let CUDA matmuls use TF32 (the per-axis resampling of blur and crop + resize)")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
     device = torch.device(args.device)
     rows = bench(device, args.batch, args.size, args.reps, args.threads, monai=device.type == "cpu")
     result = {
@@ -85,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
         or platform.machine(),
         "torch_threads": args.threads,
+        "cuda_matmul_tf32": args.tf32,
         "batch": args.batch,
         "shape": [1, args.size, args.size, args.size],
         "reps": args.reps,

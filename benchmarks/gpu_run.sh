@@ -7,7 +7,7 @@
 # Environment: BUDGET / HARD (gpu_bench's soft and hard limits, s), BENCH_ARGS (extra gpu_bench flags),
 # PYTEST_S / CHECK_S / VIEWS_S (time limits of the GPU tests, the estimator check and the per-op views
 # timing, s), MEDSSL_STAGE=1.
-# Writes OUT/gpu.json, OUT/bench.log, OUT/views_cuda.json, OUT/pytest_gpu.txt, OUT/server.json, OUT/medssl.json, OUT/checks.log.
+# Writes OUT/gpu.json, OUT/bench.log, OUT/views_cuda{,_tf32}.json, OUT/pytest_gpu.txt, OUT/server.json, OUT/medssl.json, OUT/checks.log.
 set -u
 out=$1
 prep=${2:-}
@@ -19,6 +19,9 @@ echo "gpu_bench rc=$?"
 timeout "${VIEWS_S:-45}" python3 benchmarks/bench_views.py --device cuda --batch 32 --size 128 --reps 5 \
   --out "$out/views_cuda.json" > "$out/views.log" 2>&1
 echo "bench_views rc=$?"
+timeout "${VIEWS_S:-45}" python3 benchmarks/bench_views.py --device cuda --batch 32 --size 128 --reps 5 --tf32 \
+  --out "$out/views_cuda_tf32.json" >> "$out/views.log" 2>&1
+echo "bench_views --tf32 rc=$?"
 timeout "${PYTEST_S:-90}" python3 -m pytest -q -m gpu -p no:cacheprovider tests/methods tests/transforms tests/models tests/engine \
   > "$out/pytest_gpu.txt" 2>&1
 echo "pytest -m gpu rc=$?"; tail -n 3 "$out/pytest_gpu.txt"
