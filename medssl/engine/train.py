@@ -2,7 +2,9 @@
 
 One optimiser step = fetch a batch -> move it to the device (on CUDA the copy was issued during the
 previous step, on a side stream: :mod:`medssl.engine.prefetch`) -> make the views (batched, on device)
--> ``method(batch, views)`` under autocast -> non-finite guard -> backward (grad scaler for fp16)
+-> ``method(batch, views)`` under autocast -> non-finite guard (the step's one host sync, which also
+reads the scalars to log, so the host can queue the next step while the GPU runs this one's backward)
+-> backward (grad scaler for fp16)
 -> optional clipping -> optimiser and scheduler step -> ``method.on_step_end``. Every random draw of a
 step comes from a generator seeded by ``(seed, step, rank)``, the data order from ``(seed, epoch)``, and
 a CPU-side transform's draws for one item from ``(seed, epoch, index)`` (:mod:`medssl.engine.sampling`),
@@ -101,6 +103,14 @@ def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) 
             value = [v.to(device, non_blocking=True) for v in value]
         out[key] = value
     return out
+
+
+def read_scalars(out: dict[str, Any]) -> dict[str, float]:
+    """The one-element tensors of ``out`` as floats, read from the device in one transfer."""
+    keys = [k for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1]
+    device = out["loss"].device
+    values = torch.stack([out[k].detach().float().reshape(()).to(device) for k in keys]).tolist()
+    return dict(zip(keys, values))
 
 
 def views_of(augment: Augment, images: torch.Tensor, n_views: int,
@@ -256,9 +266,10 @@ def train_loop(
                 with autocast():
                     out = model(batch, views)
             loss = out["loss"]
-            if not torch.isfinite(loss):  # before any optimiser step: the weights are intact
+            scalars = read_scalars(out)  # the step's one host sync; the GPU goes on with the backward
+            if not math.isfinite(scalars["loss"]):  # before any optimiser step: the weights are intact
                 raise NonFiniteLossError(
-                    f"loss is {loss.item()} at epoch {epoch + 1}, step {step}: training stopped "
+                    f"loss is {scalars['loss']} at epoch {epoch + 1}, step {step}: training stopped "
                     "(lower train.lr, set train.grad_clip, use train.precision=fp32, or check the "
                     f"data for NaN). The last good checkpoint is {ckpt_path}."
                 )
@@ -274,8 +285,6 @@ def train_loop(
                 method.on_step_end(step, total_steps)
             step += 1
 
-            scalars = {k: float(v.detach()) for k, v in out.items()
-                       if isinstance(v, torch.Tensor) and v.numel() == 1}
             for key, value in scalars.items():
                 sums[key] = sums.get(key, 0.0) + value
             dt = time.perf_counter() - t0

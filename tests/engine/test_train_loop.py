@@ -133,3 +133,11 @@ def test_lr_schedules_match_their_formulas() -> None:
     assert lr_factor(10, 10, 100, "cosine", warmup_epochs=1) == pytest.approx(1.0)
     assert lr_factor(55, 10, 100, "cosine", warmup_epochs=1) == pytest.approx(0.5)
     assert lr_factor(250, 10, 1000, "step", step_every=10, step_gamma=0.9) == pytest.approx(0.9**2)
+
+
+def test_read_scalars_takes_the_one_element_tensors_as_floats() -> None:
+    from medssl.engine.train import read_scalars
+
+    out = {"loss": torch.tensor(1.5), "std": torch.tensor([0.25], dtype=torch.bfloat16),
+           "z": torch.ones(3), "name": "x"}
+    assert read_scalars(out) == {"loss": 1.5, "std": 0.25}
