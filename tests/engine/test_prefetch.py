@@ -63,3 +63,25 @@ def test_on_cuda_the_next_batch_is_copied_ahead_and_arrives_intact() -> None:
         assert torch.equal(batch["views"][1].cpu(), want["views"][1])
         assert torch.equal(batch["age"].cpu(), want["age"])
         del scratch
+
+
+@pytest.mark.gpu
+@cuda
+def test_train_loop_on_cuda_gives_the_same_weights_with_and_without_the_prefetch(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A race between the side-stream copy and the step (a batch read before it arrived, or its memory
+    reused too early) would change the weights; cuDNN is made deterministic so equality is exact."""
+    from test_train_loop import ToyVolumes, cfg, make_method, noise_views, state_of
+
+    import medssl.engine.train as engine
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    kw = dict(device="cuda", precision="bf16", channels_last=True, epochs=2)
+    engine.train_loop(make_method(), ToyVolumes(), noise_views, cfg(**kw), tmp_path / "prefetch",
+                      num_workers=2, tensorboard=False)
+    monkeypatch.setattr(engine, "device_batches", lambda batches, move, device: (move(b) for b in batches))
+    engine.train_loop(make_method(), ToyVolumes(), noise_views, cfg(**kw), tmp_path / "plain",
+                      num_workers=2, tensorboard=False)
+    a, b = state_of(tmp_path / "prefetch"), state_of(tmp_path / "plain")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
