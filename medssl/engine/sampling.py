@@ -62,7 +62,8 @@ class SeededItems(Dataset):
 
     Before the item is read, ``dataset.transform.set_random_state(seed=seed)`` is called when the
     transform has one (MONAI ``Randomizable`` / ``Compose``, medssl's ``TwoViewsTransform``), and
-    torch's CPU generator is seeded, then restored afterwards (the caller's random stream is untouched).
+    torch's CPU generator and numpy's global one are seeded, then restored afterwards (the caller's
+    random streams are untouched).
     """
 
     def __init__(self, dataset: Dataset) -> None:
@@ -76,6 +77,11 @@ class SeededItems(Dataset):
         reseed = getattr(getattr(self.dataset, "transform", None), "set_random_state", None)
         if reseed is not None:
             reseed(seed=seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            return self.dataset[index]
+        numpy_state = np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(seed)
+                np.random.seed(seed)
+                return self.dataset[index]
+        finally:
+            np.random.set_state(numpy_state)

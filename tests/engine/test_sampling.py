@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 from test_train_loop import ToyVolumes, cfg, make_method, state_of
@@ -52,16 +53,29 @@ def test_sampler_pairs_each_index_with_its_epoch_seed() -> None:
     assert sample_seed(5, 0, 3) == sample_seed(5, 0, 3) < 2**32
 
 
+class GlobalRngToy(ToyVolumes):
+    """A transform drawing from torch's and numpy's global generators (as user code might)."""
+
+    def __getitem__(self, i: int) -> dict:
+        item = super().__getitem__(i)
+        return {**item, "draw": torch.rand(1) + float(np.random.rand())}
+
+
 def test_seeded_items_reseed_the_transform_and_leave_the_caller_rng_alone() -> None:
     items = SeededItems(ViewsToy())
     torch.manual_seed(0)
-    expected_next = torch.rand(1)
+    np.random.seed(0)
+    expected_next = (torch.rand(1), np.random.rand())
     torch.manual_seed(0)
+    np.random.seed(0)
     a, b, c = items[(3, 11)], items[(3, 11)], items[(3, 12)]
+    drawn = SeededItems(GlobalRngToy())
+    assert torch.equal(drawn[(1, 5)]["draw"], drawn[(1, 5)]["draw"])
+    assert not torch.equal(drawn[(1, 5)]["draw"], drawn[(1, 6)]["draw"])
     assert torch.equal(a["views"][0], b["views"][0]) and torch.equal(a["views"][1], b["views"][1])
     assert not torch.equal(a["views"][0], a["views"][1])  # the two views differ
     assert not torch.equal(a["views"][0], c["views"][0])
-    assert torch.equal(torch.rand(1), expected_next)
+    assert torch.equal(torch.rand(1), expected_next[0]) and np.random.rand() == expected_next[1]
 
 
 def test_cpu_views_do_not_depend_on_workers_and_workers_persist(tmp_path) -> None:  # type: ignore[no-untyped-def]
