@@ -163,3 +163,16 @@ def test_samples_an_op_skips_are_returned_bit_identical(p: float) -> None:
             assert len(untouched) == len(x), spec.name
         else:  # about half the samples are skipped; the others really changed
             assert 2 <= len(untouched) <= 10, (spec.name, len(untouched))
+
+
+def test_blur_kernels_hold_no_subnormal_weights() -> None:
+    """Subnormal tail weights (sigma near 0.145 at t = 2, 0.22 at t = 3) slow CPU matmuls several-fold."""
+    from medssl.transforms.intensity import gaussian_kernels
+
+    sigma = torch.linspace(0.1, 1.0, 2001)
+    w = gaussian_kernels(sigma, radius=4)
+    tiny = torch.finfo(torch.float32).tiny
+    assert not ((w > 0) & (w < tiny)).any()
+    torch.testing.assert_close(w.sum(1), torch.ones(len(sigma)))
+    exact = torch.exp(-(torch.arange(-4.0, 5.0) ** 2) / (2 * sigma[:, None].double() ** 2))
+    torch.testing.assert_close(w.double(), exact / exact.sum(1, keepdim=True), rtol=1e-4, atol=1e-19)
