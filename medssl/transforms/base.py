@@ -44,11 +44,35 @@ class RandomOp(nn.Module):
         """``x`` augmented where ``apply`` ``(B,)`` is True, unchanged elsewhere."""
         return torch.where(per_sample(apply), self.augment(x, generator), x)
 
+    def draw_apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """``(B,)`` bool: which samples this call augments (Bernoulli(p), the call's first draw)."""
+        return uniform(x, generator) < self.p
+
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.augment_selected(x, uniform(x, generator) < self.p, generator)
+        return self.augment_selected(x, self.draw_apply(x, generator), generator)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class SeparableOp(RandomOp):
+    """A random op that is a per-sample linear map along each spatial axis (flip, blur, crop + resize).
+
+    Subclasses implement ``axis_matrices(x, apply, generator)``: ``[K_D, K_H, K_W]``, each ``(B, n, n)``,
+    the identity for the samples where ``apply`` is False; the op is ``apply_per_axis(x, matrices)``.
+    A ``ViewAugmenter`` composes consecutive separable ops into one product per axis
+    (``K = K_2 @ K_1``), so e.g. flip + blur cost one pass of three matmuls.
+    """
+
+    def axis_matrices(
+        self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None
+    ) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def augment_selected(
+        self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        return apply_per_axis(x, self.axis_matrices(x, apply, generator))
 
 
 def uniform(

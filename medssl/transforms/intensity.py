@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from medssl.transforms.base import (
-    RandomOp, apply_per_axis, as_range, identity_where_not, per_sample, taps_to_matrix, uniform,
+    RandomOp, SeparableOp, as_range, identity_where_not, per_sample, taps_to_matrix, uniform,
 )
 
 
@@ -66,7 +66,7 @@ def blur_matrix(kernels: torch.Tensor, n: int) -> torch.Tensor:
     return taps_to_matrix(index, kernels[:, None, :].expand(-1, n, -1), n)
 
 
-class GaussianBlur(RandomOp):
+class GaussianBlur(SeparableOp):
     """Isotropic Gaussian smoothing with ``sigma_b ~ U(sigma)`` voxels per sample.
 
     Args:
@@ -80,11 +80,11 @@ class GaussianBlur(RandomOp):
         self.sigma = as_range(sigma, "blur sigma")
         self.radius = max(1, math.ceil(truncate * self.sigma[1]))
 
-    def augment_selected(
+    def axis_matrices(
         self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None
-    ) -> torch.Tensor:
+    ) -> list[torch.Tensor]:
         kernels = gaussian_kernels(uniform(x, generator, *self.sigma), self.radius)
-        return apply_per_axis(x, [identity_where_not(apply, blur_matrix(kernels, n)) for n in x.shape[2:]])
+        return [identity_where_not(apply, blur_matrix(kernels, n)) for n in x.shape[2:]]
 
     def extra_repr(self) -> str:
         return f"p={self.p}, sigma={self.sigma}, radius={self.radius}"

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from medssl.transforms.base import (
-    RandomOp, apply_per_axis, identity_where_not, per_sample, taps_to_matrix, uniform,
+    RandomOp, SeparableOp, identity_where_not, per_sample, taps_to_matrix, uniform,
 )
 
 
-class RandomFlip(RandomOp):
+class RandomFlip(SeparableOp):
     """Mirror each selected sample along one spatial axis drawn uniformly from ``axes``.
 
     Args:
@@ -31,20 +31,32 @@ class RandomFlip(RandomOp):
             raise ValueError(f"flip axes must be a non-empty subset of (0, 1, 2), got {axes!r}")
         self.axes = tuple(int(a) for a in axes)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def flipped(self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tensor]:
+        """Per spatial axis, ``(B,)`` bool: the samples mirrored along it (at most one axis each)."""
+        choice = torch.randint(len(self.axes), (x.shape[0],), generator=generator, device=x.device)
+        return [apply & (choice == self.axes.index(axis)) if axis in self.axes else apply & False
+                for axis in range(3)]
+
+    def augment_selected(
+        self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         """One gather ``out[b, c, i, j, k] = x[b, c, I_b[i], J_b[j], K_b[k]]``, each index reversed or
         not per sample: one read and one write of the batch (flipping every sample along each axis
         and blending would be 15)."""
-        apply = uniform(x, generator) < self.p
-        choice = torch.randint(len(self.axes), (x.shape[0],), generator=generator, device=x.device)
         index = []
-        for axis, n in enumerate(x.shape[2:]):
+        for flip, n in zip(self.flipped(x, apply, generator), x.shape[2:]):
             ramp = torch.arange(n, device=x.device)
-            flipped = apply & (choice == self.axes.index(axis)) if axis in self.axes else apply & False
-            index.append(torch.where(flipped[:, None], ramp.flip(0), ramp))  # (B, n)
+            index.append(torch.where(flip[:, None], ramp.flip(0), ramp))  # (B, n)
         b, c = (torch.arange(n, device=x.device) for n in x.shape[:2])
         return x[b[:, None, None, None, None], c[None, :, None, None, None], index[0][:, None, :, None, None],
                  index[1][:, None, None, :, None], index[2][:, None, None, None, :]]
+
+    def axis_matrices(
+        self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None
+    ) -> list[torch.Tensor]:
+        """The exchange matrix (ones on the anti-diagonal) where a sample is mirrored, else identity."""
+        return [identity_where_not(flip, torch.eye(n, device=x.device).flip(1).expand(len(flip), n, n))
+                for flip, n in zip(self.flipped(x, apply, generator), x.shape[2:])]
 
     def extra_repr(self) -> str:
         return f"p={self.p}, axes={self.axes}"
@@ -70,8 +82,7 @@ class Cutout(RandomOp):
         return [max(1, math.ceil(self.fraction * n)) for n in shape]
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        apply = uniform(x, generator) < self.p
-        inside = per_sample(apply)
+        inside = per_sample(self.draw_apply(x, generator))
         for axis, (n, s) in enumerate(zip(x.shape[2:], self.box_size(x.shape[2:]))):
             start = torch.randint(n - s + 1, (x.shape[0],), generator=generator, device=x.device)
             idx = torch.arange(n, device=x.device)
@@ -102,7 +113,7 @@ def crop_resize_matrix(start: torch.Tensor, size: int, n: int) -> torch.Tensor:
     return taps_to_matrix(index, weight.contiguous(), n)
 
 
-class CropResize(RandomOp):
+class CropResize(SeparableOp):
     """Crop ``ceil(scale * n)`` voxels per axis at a uniform random integer position and resize the
     crop back to ``n`` by trilinear interpolation.
 
@@ -124,15 +135,15 @@ class CropResize(RandomOp):
     def crop_size(self, n: int) -> int:
         return max(1, math.ceil(self.scale * n))
 
-    def augment_selected(
+    def axis_matrices(
         self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None
-    ) -> torch.Tensor:
+    ) -> list[torch.Tensor]:
         mats = []
         for n in x.shape[2:]:
             c = self.crop_size(n)
             start = torch.randint(n - c + 1, (x.shape[0],), generator=generator, device=x.device)
             mats.append(identity_where_not(apply, crop_resize_matrix(start, c, n)))
-        return apply_per_axis(x, mats)
+        return mats
 
     def extra_repr(self) -> str:
         return f"p={self.p}, scale={self.scale}"

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from medssl.registry import VIEWS
-from medssl.transforms.base import RandomOp
+from medssl.transforms.base import RandomOp, SeparableOp, apply_per_axis
 from medssl.transforms.intensity import BiasField, GaussianBlur, GaussianNoise
 from medssl.transforms.spatial import CropResize, Cutout, RandomAffine, RandomFlip
 
@@ -59,19 +59,44 @@ class ViewAugmenter(nn.Module):
     ``forward(x (B, C, D, H, W), generator=None) -> (B, C, D, H, W)`` (same dtype and device). Every
     random draw uses ``generator`` when given (it must live on ``x.device``; a CUDA batch needs a
     ``torch.Generator("cuda")``), else the device's global RNG. Call it twice for two views.
+    Consecutive separable ops (flip, blur, crop + resize) run as one per-axis product
+    (:func:`composed`): y-aware's flip + blur cost one pass instead of two.
     """
 
     def __init__(self, specs: Sequence[OpSpec]) -> None:
         super().__init__()
         self.specs = list(specs)
         self.ops = nn.ModuleList(TORCH_OPS[s.name](s.p, **s.params) for s in self.specs)
+        self.groups = separable_runs(list(self.ops))
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if x.dim() != 5:
             raise ValueError(f"views expect a batch (B, C, D, H, W), got shape {tuple(x.shape)}")
-        for op in self.ops:
-            x = op(x, generator)
+        for group in self.groups:
+            x = group[0](x, generator) if len(group) == 1 else composed(group, x, generator)
         return x
+
+
+def separable_runs(ops: list[RandomOp]) -> list[list[RandomOp]]:
+    """``ops`` in order, consecutive :class:`SeparableOp` s grouped (each other op alone)."""
+    groups: list[list[RandomOp]] = []
+    for op in ops:
+        if groups and isinstance(op, SeparableOp) and isinstance(groups[-1][-1], SeparableOp):
+            groups[-1].append(op)
+        else:
+            groups.append([op])
+    return groups
+
+
+def composed(ops: list[RandomOp], x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Separable ops applied as one per-axis product ``K = K_n @ ... @ K_1`` (the same random draws,
+    in the same order, as applying them one by one; float64 products, the result equal to rounding)."""
+    mats: list[torch.Tensor] | None = None
+    for op in ops:
+        assert isinstance(op, SeparableOp)
+        step = [m.double() for m in op.axis_matrices(x, op.draw_apply(x, generator), generator)]
+        mats = step if mats is None else [k @ m for k, m in zip(step, mats)]
+    return apply_per_axis(x, mats)  # type: ignore[arg-type]
 
 
 def yaware_ops(

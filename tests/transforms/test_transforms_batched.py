@@ -176,3 +176,41 @@ def test_blur_kernels_hold_no_subnormal_weights() -> None:
     torch.testing.assert_close(w.sum(1), torch.ones(len(sigma)))
     exact = torch.exp(-(torch.arange(-4.0, 5.0) ** 2) / (2 * sigma[:, None].double() ** 2))
     torch.testing.assert_close(w.double(), exact / exact.sum(1, keepdim=True), rtol=1e-4, atol=1e-19)
+
+
+def one_by_one(augmenter: ViewAugmenter, x: torch.Tensor, seed: int) -> torch.Tensor:
+    g = gen(seed)
+    for op in augmenter.ops:
+        x = op(x, g)
+    return x
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0])
+def test_consecutive_separable_ops_compose_into_one_product(p: float) -> None:
+    """flip -> blur (y-aware) and crop -> flip -> blur run as one per-axis product: the same draws and,
+    up to rounding, the same views as the ops applied one by one."""
+    from medssl.transforms import OpSpec
+
+    specs = {"yaware": preset_ops("yaware", p=p),
+             "crop-flip-blur": [OpSpec("crop_resize", p, {"scale": 0.75}), OpSpec("flip", p, {}),
+                                OpSpec("blur", p, {"sigma": (0.1, 1.0)})]}
+    for name, spec in specs.items():
+        aug = ViewAugmenter(spec)
+        assert max(len(g) for g in aug.groups) >= 2, name
+        for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+            x = torch.randn(6, 1, 9, 10, 11, generator=gen(2), dtype=dtype)
+            torch.testing.assert_close(aug(x, gen(5)), one_by_one(aug, x, 5), rtol=tol, atol=tol)
+
+
+def test_only_adjacent_separable_ops_are_grouped() -> None:
+    names = [[type(op).__name__ for op in g] for g in ViewAugmenter(preset_ops("yaware")).groups]
+    assert names == [["RandomFlip", "GaussianBlur"], ["GaussianNoise"], ["Cutout"], ["CropResize"]]
+    assert all(len(g) == 1 for g in ViewAugmenter(preset_ops("full")).groups)  # affine splits flip/blur
+
+
+def test_flip_as_exchange_matrices_equals_the_gather() -> None:
+    x = torch.randn(8, 2, 5, 6, 7, dtype=torch.float64)
+    flip = RandomFlip(0.7)
+    apply = torch.tensor([True, False] * 4)
+    gathered = flip.augment_selected(x, apply, gen(1))
+    assert torch.equal(apply_per_axis(x, flip.axis_matrices(x, apply, gen(1))), gathered)
