@@ -1,6 +1,6 @@
 """The eager roofline of a training step: the most volumes/s, and the highest MFU, a step can reach.
 
-    python benchmarks/roofline.py                 # resnet18_3d, densenet121_3d -> results/roofline.json
+    python benchmarks/roofline.py     # resnet18_3d, densenet121_3d -> results/roofline.{json,png}
 
 One forward + backward of backbone + projection head (2 volumes of 1x121x145x121, bf16 activations as
 under autocast) is traced on PyTorch's meta device, which computes shapes only (seconds on a laptop,
@@ -25,6 +25,7 @@ ReLU bytes (a BatchNorm + ReLU kernel pair fused into one). Not counted: the vie
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import defaultdict
 from collections.abc import Callable
@@ -112,6 +113,58 @@ def backbone_roofline(backbone: str, shape: tuple[int, int, int], peak: float, b
     return out
 
 
+def measured_figures(path: Path, backbones: list[str]) -> dict[str, dict[str, float]]:
+    """Per-volume milliseconds of medssl's step and of the y-aware views from a ``gpu_bench`` summary."""
+    items = json.loads(path.read_text())["items"]
+    views = items.get("gpu_views", {}).get("yaware", {}).get("vol_per_s")
+    out = {}
+    for name in backbones:
+        step = items.get(f"train/{name}", {}).get("medssl", {}).get("vol_per_s")
+        if step:
+            out[name] = {"step_ms_per_volume": 1e3 / step, "vol_per_s": step,
+                         **({"views_ms_per_volume": 1e3 / views} if views else {})}
+    return out
+
+
+def plot_time_budget(summary: dict[str, Any], path: Path, target_mfu: float = 0.40) -> None:
+    """Per volume and backbone: the bound's parts (convolutions at ``eta``, memory-bound operators at
+    full bandwidth, the measured views) above the measured step; a dashed line at ``target_mfu``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    peak, bw, eta = summary["bf16_peak_tflops"] * 1e12, summary["hbm_tb_per_s"] * 1e12, summary["conv_efficiency"]
+    names = list(summary["backbones"])
+    fig, axes = plt.subplots(len(names), 1, figsize=(8, 1.9 * len(names) + 1.2), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        b = summary["backbones"][name]
+        flops, nbytes = b["gflop_per_volume"] * 1e9, b["memory_bound_gb_per_volume"] * 1e9
+        measured = b.get("measured", {})
+        parts = [(f"convolutions at {eta:.0%} of peak", 1e3 * flops / (eta * peak), "tab:blue"),
+                 ("memory-bound ops at full bandwidth", 1e3 * nbytes / bw, "tab:orange")]
+        if "views_ms_per_volume" in measured:
+            parts.append(("views (measured)", measured["views_ms_per_volume"], "tab:green"))
+        left = 0.0
+        for label, ms, color in parts:
+            ax.barh(1, ms, left=left, color=color, label=label)
+            left += ms
+        if "step_ms_per_volume" in measured:
+            ax.barh(0, measured["step_ms_per_volume"], color="tab:gray", label="measured step")
+        target = 1e3 * flops / (target_mfu * peak)
+        ax.axvline(target, color="k", linestyle="--", label=f"{target_mfu:.0%} MFU")
+        ax.set_yticks([0, 1], ["measured", "bound"])
+        ax.set_title(f"{name}: {b['gflop_per_volume']:.0f} GFLOP and {b['memory_bound_gb_per_volume']:.2f} GB "
+                     "per volume", fontsize=10)
+        ax.set_xlabel("ms per volume (forward + backward)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=3, frameon=False)
+    fig.suptitle(f"Where a training step's time goes, {summary['card']}", fontsize=11)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbones", nargs="+", default=["resnet18_3d", "densenet121_3d"])
@@ -120,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conv-efficiency", type=float, default=0.47,
                     help="fraction of the bf16 peak the convolutions reach (measured: 0.45-0.47)")
     ap.add_argument("--out", type=Path, default=RESULTS / "roofline.json")
+    ap.add_argument("--measured", type=Path, default=RESULTS / "gpu_h100_merged.json",
+                    help="gpu_bench summary whose step and views figures are drawn next to the bound")
+    ap.add_argument("--plot", type=Path, default=None, help="PNG (default: next to --out)")
     args = ap.parse_args(argv)
     peak, bandwidth = card_figure(BF16_PEAK_FLOPS, args.card), card_figure(HBM_BYTES_PER_S, args.card)
     if peak is None or bandwidth is None:
@@ -133,7 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         summary["backbones"][name] = backbone_roofline(name, tuple(args.shape), peak, bandwidth, etas)
         bounds = summary["backbones"][name]["bounds"]
         print(name, {k: (v["vol_per_s"], v["mfu"]) for k, v in bounds.items()}, flush=True)
+    if args.measured.is_file():
+        for name, figures in measured_figures(args.measured, args.backbones).items():
+            summary["backbones"][name]["measured"] = {k: round(v, 4) for k, v in figures.items()}
+        summary["measured_from"] = args.measured.name
     write_json(args.out, summary)
+    plot_time_budget(summary, args.plot or args.out.with_suffix(".png"))
     return 0
 
 

@@ -40,9 +40,15 @@ def test_bound_is_compute_plus_memory_time() -> None:
 
 
 def test_script_writes_bounds_that_order_as_they_must(tmp_path: Path) -> None:
-    out = tmp_path / "roofline.json"
-    assert roofline.main(["--backbones", "resnet18_3d", "--shape", "32", "40", "32", "--out", str(out)]) == 0
-    bounds = json.loads(out.read_text())["backbones"]["resnet18_3d"]["bounds"]
+    out, measured = tmp_path / "roofline.json", tmp_path / "gpu.json"
+    measured.write_text(json.dumps({"items": {"train/resnet18_3d": {"medssl": {"vol_per_s": 500.0}},
+                                              "gpu_views": {"yaware": {"vol_per_s": 4000.0}}}}))
+    assert roofline.main(["--backbones", "resnet18_3d", "--shape", "32", "40", "32", "--out", str(out),
+                          "--measured", str(measured)]) == 0
+    result = json.loads(out.read_text())["backbones"]["resnet18_3d"]
+    assert result["measured"] == {"step_ms_per_volume": 2.0, "vol_per_s": 500.0, "views_ms_per_volume": 0.25}
+    assert (tmp_path / "roofline.png").stat().st_size > 10_000
+    bounds = result["bounds"]
     assert bounds["eager@eta=1.0"]["vol_per_s"] > bounds["eager@eta=0.47"]["vol_per_s"]
     assert bounds["fused_bn_relu@eta=0.47"]["mfu"] > bounds["eager@eta=0.47"]["mfu"]
     assert all(0 < b["mfu"] < 1 for b in bounds.values())
