@@ -42,9 +42,9 @@ from torch.utils.data import DataLoader, Dataset
 from medssl.config import TrainConfig
 from medssl.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from medssl.engine.grad_cache import ViewMaker, grad_cache_step
-from medssl.engine.sampling import ResumableSampler, SeededItems
 from medssl.engine.optim import build_optimizer, lr_factor
 from medssl.engine.prefetch import device_batches
+from medssl.engine.sampling import ResumableSampler, SeededItems
 from medssl.errors import ConfigError, MedsslError
 from medssl.methods.base import Method
 from medssl.utils.device import progress_enabled, resolve_device
