@@ -31,19 +31,29 @@ def _tensors(value: Any) -> Iterator[torch.Tensor]:
             yield from _tensors(v)
 
 
+def side_stream(device: torch.device) -> torch.cuda.Stream | None:
+    """A copy stream for :func:`device_batches` on a CUDA ``device`` (None elsewhere). Make it once per
+    run: the caching allocator reuses a freed block only on the stream that allocated it, so a new
+    stream per epoch would strand the previous epoch's batch memory in the cache."""
+    return torch.cuda.Stream(device) if device.type == "cuda" else None
+
+
 def device_batches(batches: Iterable[Batch], move: Callable[[Batch], Batch],
-                   device: torch.device) -> Iterator[Batch]:
-    """Yield ``move(batch)`` for each batch; on CUDA the next batch's ``move`` overlaps this step.
+                   side: torch.cuda.Stream | None) -> Iterator[Batch]:
+    """Yield ``move(batch)`` for each batch; with a CUDA ``side`` stream the next batch's ``move``
+    runs on it, overlapping this step.
 
     Args:
         batches: host batches (pinned memory for truly asynchronous copies).
         move: host batch -> device batch (``non_blocking`` copies, layout changes).
-        device: where ``move`` puts the batch.
+        side: the copy stream (:func:`side_stream`); None moves each batch when it is asked for.
+
+    Memory: three batches can be alive on the device at once (the one the previous step may still
+    be reading, the current one, the next one in flight), one more than moving in the step.
     """
-    if device.type != "cuda":
+    if side is None:
         yield from (move(batch) for batch in batches)
         return
-    side = torch.cuda.Stream(device)
     host_batches = iter(batches)
 
     def issue() -> Batch | None:
@@ -55,7 +65,7 @@ def device_batches(batches: Iterable[Batch], move: Callable[[Batch], Batch],
 
     ahead = issue()
     while ahead is not None:
-        compute = torch.cuda.current_stream(device)
+        compute = torch.cuda.current_stream(side.device)
         compute.wait_stream(side)
         for tensor in _tensors(ahead):
             tensor.record_stream(compute)

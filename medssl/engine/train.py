@@ -29,6 +29,7 @@ Opt-in variants of the step:
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import time
@@ -43,7 +44,7 @@ from medssl.config import TrainConfig
 from medssl.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from medssl.engine.grad_cache import ViewMaker, grad_cache_step
 from medssl.engine.optim import build_optimizer, lr_factor
-from medssl.engine.prefetch import device_batches
+from medssl.engine.prefetch import device_batches, side_stream
 from medssl.engine.sampling import ResumableSampler, SeededItems
 from medssl.errors import ConfigError, MedsslError
 from medssl.methods.base import Method
@@ -240,6 +241,7 @@ def train_loop(
                         num_workers=num_workers, persistent_workers=num_workers > 0,
                         pin_memory=device.type == "cuda", drop_last=True)
     move = functools.partial(to_device, device=device, channels_last=cfg.channels_last)
+    copy_stream = side_stream(device)
     while epoch < cfg.epochs:
         start_batch = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
         sampler.set_epoch(epoch, start_batch)
@@ -248,9 +250,8 @@ def train_loop(
                    disable=not show_bar, leave=False, dynamic_ncols=True)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
-        for batch in device_batches(loader, move, device):  # the next batch's copy overlaps this step
-            if step - epoch * steps_per_epoch >= steps_per_epoch:
-                break
+        this_epoch = itertools.islice(loader, steps_per_epoch - start_batch)  # max_steps_per_epoch
+        for batch in device_batches(this_epoch, move, copy_stream):  # next copy overlaps this step
             torch.manual_seed(hash((cfg.seed, step, rank)) % 2**62)
             views: list[torch.Tensor] | ViewMaker = batch.get("views") or (
                 [batch["image"]] if augment is None

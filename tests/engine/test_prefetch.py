@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medssl.engine.prefetch import device_batches
+from medssl.engine.prefetch import device_batches, side_stream
 from medssl.engine.train import to_device
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -37,7 +37,8 @@ class Counting:
 def test_on_cpu_each_batch_is_moved_when_asked_for_and_in_order() -> None:
     batches, move = host_batches(3), Counting(torch.device("cpu"))
     seen = []
-    for k, batch in enumerate(device_batches(batches, move, torch.device("cpu"))):
+    assert side_stream(torch.device("cpu")) is None
+    for k, batch in enumerate(device_batches(batches, move, None)):
         assert move.calls == k + 1  # no read-ahead off CUDA
         seen.append(batch)
     assert len(seen) == 3
@@ -47,22 +48,46 @@ def test_on_cpu_each_batch_is_moved_when_asked_for_and_in_order() -> None:
         assert all(torch.equal(a, b) for a, b in zip(got["views"], want["views"]))
 
 
+class SlowCopy(Counting):
+    """``to_device`` queued behind ~50 ms of busy-waiting on the stream it runs on (the side stream):
+    a consumer that did not wait for that stream would read the batch before it arrived."""
+
+    def __call__(self, batch: dict) -> dict:
+        torch.cuda._sleep(100_000_000)
+        return super().__call__(batch)
+
+
 @pytest.mark.gpu
 @cuda
 def test_on_cuda_the_next_batch_is_copied_ahead_and_arrives_intact() -> None:
     device = torch.device("cuda")
-    batches, move = host_batches(4, pin=True), Counting(device)
-    big = torch.randn(4096, 4096, device=device)
-    for k, batch in enumerate(device_batches(batches, move, device)):
+    batches, move = host_batches(4, pin=True), SlowCopy(device)
+    side = side_stream(device)
+    for k, batch in enumerate(device_batches(batches, move, side)):
         assert move.calls == min(k + 2, 4)  # batch k + 1 is already on its way
-        for _ in range(20):  # a long step on the compute stream while the next copy runs
-            big = torch.tanh(big @ big) * 0.5
-        scratch = torch.full((4, 1, 8, 8, 8), -7.0, device=device)  # reuse of freed blocks must not clobber
+        first_read = batch["image"].clone()  # queued on the compute stream right away
         want = batches[k]
-        assert torch.equal(batch["image"].cpu(), want["image"])
+        assert torch.equal(first_read.cpu(), want["image"])  # fails without compute.wait_stream(side)
         assert torch.equal(batch["views"][1].cpu(), want["views"][1])
         assert torch.equal(batch["age"].cpu(), want["age"])
-        del scratch
+
+
+@pytest.mark.gpu
+@cuda
+def test_on_cuda_a_batch_in_use_is_not_overwritten_by_the_next_copy() -> None:
+    """The compute stream still reads batch k (behind a busy-wait) when batch k is dropped and the next
+    copies are issued: without record_stream the allocator would hand batch k's memory to them."""
+    device = torch.device("cuda")
+    batches = host_batches(6, pin=True)
+    side = side_stream(device)
+    late_reads = []
+    for k, batch in enumerate(device_batches(batches, Counting(device), side)):
+        torch.cuda._sleep(100_000_000)  # the compute stream is busy ...
+        late_reads.append(batch["image"] * 1)  # ... so this read runs after the next copies are issued
+        del batch
+    torch.cuda.synchronize()
+    for k, read in enumerate(late_reads):
+        assert torch.equal(read.cpu(), batches[k]["image"]), k
 
 
 @pytest.mark.gpu
