@@ -20,8 +20,9 @@ SEED_BITS = 32  # MONAI's ``set_random_state`` takes seeds < 2**32
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A well-mixed 32-bit seed of one item in one epoch (``numpy.random.SeedSequence``)."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+    """A well-mixed 32-bit seed of one item in one epoch (``numpy.random.SeedSequence``; a negative
+    run seed is taken modulo 2**64, as numpy needs non-negative entropy)."""
+    return int(np.random.SeedSequence([seed % 2**64, epoch, index]).generate_state(1)[0])
 
 
 class ResumableSampler(Sampler[tuple[int, int]]):

@@ -51,6 +51,7 @@ def test_sampler_pairs_each_index_with_its_epoch_seed() -> None:
     assert all(second[i] != seed for i, seed in first)  # new draws every epoch
     assert len({seed for _, seed in first}) == len(first)
     assert sample_seed(5, 0, 3) == sample_seed(5, 0, 3) < 2**32
+    assert sample_seed(-1, 0, 3) != sample_seed(1, 0, 3)  # negative run seeds are valid (seed_everything)
 
 
 class GlobalRngToy(ToyVolumes):
