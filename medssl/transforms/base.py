@@ -4,7 +4,7 @@ Every op draws, for all B samples at once, whether it applies (``u < p``) and it
 the augmented batch, and keeps the input where it does not apply: by a blend (``torch.where``), or, for
 ops whose parameters have an identity value (zero noise, a delta kernel, an identity resampling
 matrix, a zero log-field), by giving the other samples that value, which saves the blend's pass over
-the batch and leaves them bit-identical. Work is done for every sample, but nothing depends on data
+the batch and leaves them bit-identical (with TF32 matmuls off, PyTorch's default). Work is done for every sample, but nothing depends on data
 values: no host-device synchronisation, no dynamic shapes, and a fixed number of random draws per call
 (so a seeded ``torch.Generator`` reproduces a call).
 """
@@ -125,6 +125,12 @@ def identity_where_not(apply: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
 
 
 def taps_to_matrix(index: torch.Tensor, weight: torch.Tensor, n: int) -> torch.Tensor:
-    """``(B, n, n)`` matrix ``K[b, i, index[b, i, t]] += weight[b, i, t]`` (a sparse row per output)."""
-    k = weight.new_zeros(weight.shape[0], n, n)
-    return k.scatter_add_(2, index, weight)
+    """``(B, n, n)`` matrix ``K[b, i, j] = sum_t weight[b, i, t] [index[b, i, t] = j]`` (a sparse row per
+    output; taps on the same column add up, e.g. a blur's replicated border).
+
+    Summed over the taps as a reduction, not with ``scatter_add_``, whose CUDA atomics add colliding
+    taps in a varying order: the same draws must give bit-identical views (the gradient cache remakes
+    them).
+    """
+    columns = torch.arange(n, device=index.device)
+    return (weight[..., None] * (index[..., None] == columns)).sum(dim=2)

@@ -32,7 +32,7 @@ class GaussianNoise(RandomOp):
     ) -> torch.Tensor:
         sigma = uniform(x, generator, *self.sigma).to(x.dtype) * apply  # sigma 0: x unchanged
         eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return x + per_sample(sigma) * eps
+        return eps.mul_(per_sample(sigma)).add_(x)  # in place: one batch-sized temporary, not three
 
     def extra_repr(self) -> str:
         return f"p={self.p}, sigma={self.sigma}"

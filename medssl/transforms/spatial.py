@@ -34,8 +34,9 @@ class RandomFlip(SeparableOp):
     def flipped(self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tensor]:
         """Per spatial axis, ``(B,)`` bool: the samples mirrored along it (at most one axis each)."""
         choice = torch.randint(len(self.axes), (x.shape[0],), generator=generator, device=x.device)
-        return [apply & (choice == self.axes.index(axis)) if axis in self.axes else apply & False
-                for axis in range(3)]
+        return [apply & torch.isin(choice, torch.tensor([i for i, a in enumerate(self.axes) if a == axis],
+                                                        dtype=choice.dtype, device=x.device))
+                for axis in range(3)]  # an axis listed twice is drawn twice as often
 
     def augment_selected(
         self, x: torch.Tensor, apply: torch.Tensor, generator: torch.Generator | None

@@ -35,6 +35,14 @@ def test_flip_is_an_exact_reversal_along_the_axis() -> None:
     assert torch.equal(RandomFlip(0.0)(x), x)
 
 
+def test_an_axis_listed_twice_is_drawn_twice_as_often() -> None:
+    x = torch.randn(400, 1, 3, 4, 5)
+    assert torch.equal(RandomFlip(1.0, axes=[0, 0])(x, gen()), x.flip(2))  # every sample flipped
+    out = RandomFlip(1.0, axes=[0, 0, 2])(x, gen())
+    along_d = sum(torch.equal(out[b], x[b].flip(1)) for b in range(len(x)))
+    assert 230 <= along_d <= 300  # 2/3 of 400, binomial sd 9.4
+
+
 def test_flip_is_per_sample() -> None:
     x = torch.randn(16, 1, 5, 6, 7)
     out = RandomFlip(0.5)(x, gen())
