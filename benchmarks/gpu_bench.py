@@ -353,7 +353,7 @@ def item_engine(backbone: str, s: Settings, variant: Variant, step: dict[str, An
     """The real ``train_loop`` fed by DataLoader workers, with and without the side-stream prefetch."""
     from bench_engine import engine_throughput
 
-    workers = min(s.workers, 2 if s.smoke else 8)
+    workers = min(s.workers, 2 if s.smoke else 4)  # 4 x 2 batches of 272 MB in /dev/shm at a time
     out: dict[str, Any] = {}
     for prefetch in (True, False):
         out["prefetch" if prefetch else "no_prefetch"] = engine_throughput(

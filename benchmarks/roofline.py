@@ -144,7 +144,8 @@ def plot_time_budget(summary: dict[str, Any], path: Path, target_mfu: float = 0.
         parts = [(f"convolutions at {eta:.0%} of peak", 1e3 * flops / (eta * peak), "tab:blue"),
                  ("memory-bound ops at full bandwidth", 1e3 * nbytes / bw, "tab:orange")]
         if "views_ms_per_volume" in measured:
-            parts.append(("views (measured)", measured["views_ms_per_volume"], "tab:green"))
+            parts.append((f"views (measured, {summary['measured_from']})", measured["views_ms_per_volume"],
+                          "tab:green"))
         left = 0.0
         for label, ms, color in parts:
             ax.barh(1, ms, left=left, color=color, label=label)
