@@ -143,7 +143,7 @@ class KernelInfoNCE(nn.Module):
         kernel = self.kernel_fn if labelled else DiracKernel()
         w, wn = self.pair_weights(batch, kernel)
         num, den, valid = self.log_terms(s, w, batch, kernel)
-        keep = valid & (wn > 0)
+        keep = valid & ~(wn <= 0)  # a NaN weight (a missing label) keeps the loss NaN: the guard stops
         per_anchor = -torch.where(keep, wn * (num - den), torch.zeros_like(s)).sum(1)
         if self.base_temperature is not None:
             per_anchor = per_anchor * (self.temperature / self.base_temperature)

@@ -48,10 +48,11 @@ def _moments(s: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _kl(p: tuple[Tensor, Tensor, Tensor], q: tuple[Tensor, Tensor, Tensor]) -> Tensor:
-    """``KL(N(m0, v0) || N(m1, v1))`` elementwise; 0 where either set is empty."""
+    """``KL(N(m0, v0) || N(m1, v1))`` elementwise; 0 where either set is empty (NaN stays NaN: a
+    missing label must not read as a zero regulariser)."""
     (m0, v0, t0), (m1, v1, t1) = p, q
     kl = 0.5 * (v0 / v1 + (m0 - m1).square() / v1 - 1 + torch.log(v1 / v0))
-    return torch.where((t0 > 0) & (t1 > 0), kl, torch.zeros_like(kl))
+    return torch.where((t0 <= 0) | (t1 <= 0), torch.zeros_like(kl), kl)
 
 
 @LOSSES.register("fairkl")

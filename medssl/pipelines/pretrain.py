@@ -10,6 +10,7 @@ import torch
 
 from medssl.config import PretrainConfig, component_kwargs, save_resolved, to_dict
 from medssl.engine.launch import init_distributed_from_env, shutdown_distributed
+from medssl.errors import DataError
 from medssl.engine.train import train_loop
 from medssl.models.backbones import COMPUTE_ONLY_KWARGS
 from medssl.models.encoder_io import save_encoder
@@ -94,6 +95,8 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
                                   shape=cfg.data.shape, resize=cfg.data.resize)
         input_shape = list(cfg.data.shape or cohort.image_shape)
         method = build_method(cfg, input_shape)
+        check_labels(train_set.cohort, {"label": getattr(method, "label", None),
+                                        "bias": getattr(method, "bias", None)})
         probe = make_probe(cohort, cfg, device) if cfg.train.probe_every else None
         train_loop(method, train_set, augment, cfg.train, run_dir, device=device, rank=rank,
                    world=world, on_epoch_end=probe, num_workers=cfg.data.num_workers,
@@ -114,6 +117,27 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
     finally:
         shutdown_distributed()
     return run_dir
+
+
+def check_labels(cohort: Any, roles: dict[str, str | None]) -> None:
+    """``DataError`` when a training scan lacks a value the objective reads (``{"label": "age", ...}``).
+
+    One missing age would make every kernel weight of its batch NaN; the loss then stops training with a
+    non-finite error mid-run. Checked here, once, it names the scans instead.
+    """
+    table = cohort.table
+    for role, key in roles.items():
+        if not key or key not in table.columns:
+            continue
+        column = table[key]
+        missing = column.isna() if column.dtype.kind in "fiu" else column.astype(str).str.strip().eq("")
+        if missing.any():
+            ids = table.loc[missing, "participant_id"].head(5).tolist()
+            raise DataError(
+                f"{cohort.source}: {int(missing.sum())} training scan(s) have no {key!r} (e.g. {ids}), "
+                f"which the objective uses as its {role}; fill it in, or leave those scans out of the "
+                "training split"
+            )
 
 
 def make_probe(cohort: Any, cfg: PretrainConfig, device: torch.device) -> Any:

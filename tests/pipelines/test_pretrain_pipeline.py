@@ -131,3 +131,27 @@ def test_two_process_gloo_ddp_run(cohort: Path, tmp_path: Path) -> None:
     assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3]
     backbone, _ = load_encoder(tmp_path / "ddp")
     assert all(torch.isfinite(p).all() for p in backbone.parameters())
+
+
+def test_a_training_scan_without_the_loss_label_is_refused_by_name(cohort: Path, tmp_path: Path) -> None:
+    """y-aware reads ``age``: one missing age would turn its whole batch's weights into NaN."""
+    import shutil
+
+    import pandas as pd
+
+    from medssl.errors import DataError
+
+    copy = tmp_path / "cohort"
+    shutil.copytree(cohort, copy)
+    table = pd.read_csv(copy / "participants.tsv", sep="\t", dtype=str)
+    row = table.index[table["split"] == "train"][0]
+    table.loc[row, "age"] = "n/a"
+    table.to_csv(copy / "participants.tsv", sep="\t", index=False)
+    with pytest.raises(DataError, match=rf"1 training scan\(s\) have no 'age' \(e.g. \['{table.loc[row, 'participant_id']}'\]"):
+        pretrain(tiny(copy, tmp_path / "run"))
+    from types import SimpleNamespace
+
+    from medssl.pipelines.pretrain import check_labels
+
+    table["age"] = pd.to_numeric(table["age"], errors="coerce")
+    check_labels(SimpleNamespace(table=table, source="x"), {"label": None, "bias": "site"})  # SimCLR: fine
