@@ -4,7 +4,14 @@ HuggingFace: ``participants.tsv`` at the root, images in
 ``{train,val}/derivatives/sub-<id>/ses-<s>/sub-<id>_preproc-<pattern>.npy``.
 DataPort: flat ``{train,val}_{vbm,quasiraw}/sub-<id>_preproc-<pattern>.npy`` and
 ``{train,val}_labels/participants.tsv``. Arrays are ``(1, 1, D, H, W)`` float64 on disk and are read as
-float32 through a memory map. The challenge's ``siteXacq`` code is used as ``site`` when present.
+float32 through a memory map.
+
+Site label: the challenge's unit is ``siteXacq`` (site x acquisition setting, 64 codes; external site 36
+also occurs in train with another setting). HF tables carry it and it becomes ``site``. DataPort tables
+have ``site`` and ``acquisition_setting`` but no ``siteXacq``; the public sources give no mapping from the
+pair to the challenge's integer codes, so the site becomes the string ``"<site>_<acquisition_setting>"``
+(e.g. ``"36_2"``), which groups scans exactly as ``siteXacq`` does. Either way the acquisition site is kept
+as ``scanner_site``.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medssl.data.cohort import Cohort, PathSource, check_unique, standardize_table
+from medssl.data.cohort import Cohort, PathSource, _text, check_unique, standardize_table
 from medssl.data.images import image_shape
 from medssl.errors import DataError
 
@@ -31,8 +38,27 @@ def is_dataport(root: Path) -> bool:
     return any((root / f"{f}_labels" / "participants.tsv").is_file() for f in HF_FOLDERS)
 
 
+def site_x_acquisition(table: pd.DataFrame, where: str) -> pd.Series:
+    """``"<site>_<acquisition_setting>"`` per row (``36.0`` and ``36`` both give ``"36"``), shape (n_rows,).
+
+    Raises:
+        DataError: a row has no site or no acquisition setting (names the file, row and participant).
+    """
+    site, acq = _text(table["site"]), _text(table["acquisition_setting"])
+    empty = table.index[(site == "") | (acq == "")]
+    if len(empty):
+        i = int(empty[0])
+        raise DataError(
+            f"{where}: row {i + 1} (participant {table.at[i, 'participant_id']}) lacks site or "
+            f"acquisition_setting ({len(empty)} such rows), both needed for the siteXacq site label; "
+            "fill them in or add a siteXacq column"
+        )
+    return site + "_" + acq
+
+
 def read_participants(path: Path) -> pd.DataFrame:
-    """A ``participants.tsv`` with ids kept as strings (never floats) and ``siteXacq`` as the site."""
+    """A ``participants.tsv`` with ids kept as strings (never floats) and the challenge's site unit as
+    ``site``: ``siteXacq`` when present, else ``site x acquisition_setting`` (module docstring)."""
     try:
         table = pd.read_csv(path, sep="\t", dtype={"participant_id": str})
     except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -42,6 +68,8 @@ def read_participants(path: Path) -> pd.DataFrame:
     table["participant_id"] = table["participant_id"].str.strip().str.removeprefix("sub-")
     if "siteXacq" in table.columns:
         table = table.rename(columns={"site": "scanner_site", "siteXacq": "site"})
+    elif {"site", "acquisition_setting"} <= set(table.columns):
+        table["scanner_site"], table["site"] = table["site"], site_x_acquisition(table, str(path))
     return table
 
 
