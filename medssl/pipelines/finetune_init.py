@@ -28,6 +28,7 @@ class Init:
     source: str
     card: dict[str, Any] | None = None
     shape: list[int] | None = None
+    preprocessing: dict[str, Any] = dataclasses.field(default_factory=dict)  # the card's resize, normalize
     dataset: Any = None  # CohortDataset with this encoder's preprocessing
     features: np.ndarray | None = None  # linear recipe: (N_labelled, F) frozen features
     feature_row: np.ndarray | None = None  # table row -> row of ``features`` (-1 when absent)
@@ -45,7 +46,9 @@ class Init:
         """Build the dataset and, for the linear recipe, embed the labelled rows once."""
         from medssl.data import CohortDataset
 
-        self.dataset = CohortDataset(cohort, shape=self.shape, resize=cfg.data.resize,
+        self.dataset = CohortDataset(cohort, shape=self.shape,
+                                     resize=self.preprocessing.get("resize", cfg.data.resize),
+                                     normalize=self.preprocessing.get("normalize", "zscore"),
                                      cache_dir=cfg.data.cache_dir)
         if cfg.finetune.recipe != "linear":
             self.trainable_prefixes = build_classifier(self, cfg, 2, None).trainable_prefixes
@@ -96,7 +99,12 @@ def resolve_inits(cfg: Any) -> list[Init]:
             raise ConfigError(f"encoder {path} was pretrained on {card['modality']!r} but "
                               f"data.modality={cfg.data.modality!r}; set data.modality={card['modality']}")
         name = path.parent.name if path.name == "encoder.pt" else path.stem
-        inits.append(Init(name, str(path), card, list(shape) if shape else None))
+        recorded = {k: v for k, v in (card.get("preprocessing") or {}).items() if k in ("resize", "normalize")}
+        if recorded.get("resize", cfg.data.resize) != cfg.data.resize:
+            warnings.warn(f"encoder {path} was pretrained on volumes resized by {recorded['resize']!r}: "
+                          f"its inputs are prepared that way, not by data.resize={cfg.data.resize!r}",
+                          stacklevel=2)
+        inits.append(Init(name, str(path), card, list(shape) if shape else None, recorded))
     names = [i.name for i in inits]
     for i, init in enumerate(inits):
         if names.count(init.name) > 1:

@@ -106,3 +106,22 @@ def test_synthetic_clinical_cohort_is_generated_once(tmp_path: Path, monkeypatch
     table = open_task_cohort(cfg.data).table
     assert set(table.diagnosis) == {"bd", "control"} and set(table.split) == {
         "train", "internal_test", "external_test"}
+
+
+def test_the_encoders_recorded_resize_prepares_the_clinical_volumes(scz_manifest: Path, tmp_path: Path) -> None:
+    """An encoder pretrained on resampled volumes must see resampled clinical volumes too (was: the
+    config's default crop/pad, up to 3.9 z-units off on the same scan)."""
+    from medssl.models.encoder_io import card_path
+
+    enc = make_encoder(tmp_path / "enc", None)
+    card = json.loads(card_path(enc).read_text())
+    card["preprocessing"]["resize"] = "resample"
+    card_path(enc).write_text(json.dumps(card))
+    cfg = _cfg(scz_manifest, tmp_path / "out", f"init={enc}", "finetune.recipe=full")
+    with pytest.warns(UserWarning, match="resized by 'resample'"):
+        (init,) = resolve_inits(cfg)
+    init.prepare(cfg, open_task_cohort(cfg.data), labels=None, device=torch.device("cpu"))  # type: ignore[arg-type]
+    assert init.dataset.resize == "resample" and init.dataset.normalize == "zscore"
+    (scratch,) = resolve_inits(_cfg(scz_manifest, tmp_path / "o2", "init=scratch", "finetune.recipe=full"))
+    scratch.prepare(cfg, open_task_cohort(cfg.data), labels=None, device=torch.device("cpu"))  # type: ignore[arg-type]
+    assert scratch.dataset.resize == cfg.data.resize == "crop_pad"
