@@ -101,6 +101,7 @@ def evaluate(
     X, meta = extract_features(encoder, dataset, dev, batch_size, num_workers, progress)
     if not np.isfinite(X).all():
         raise DataError("the encoder produced NaN/inf features; check the weights and the input intensities")
+    requested_cv = cv_kwargs
     cv_kwargs = dict(cv_kwargs or {})
     if cv == "site_kfold":  # the cohort's unseen sites stay external unless told otherwise
         cv_kwargs.setdefault("external_sites", list(cohort.unseen_sites))
@@ -119,6 +120,7 @@ def evaluate(
         raise FrozenWeightsError("encoder state changed during evaluation")
     metrics.update(
         encoder=str(encoder_source), encoder_digest=digest, data_source=str(data_source), cv=cv,
+        settings=eval_settings(cv=cv, cv_kwargs=requested_cv, alignment_views=alignment_views, seed=seed),
         cohort=repr(cohort), folds=per_fold if len(per_fold) > 1 else None, device=str(dev),
         environment=environment_info(),
     )
@@ -195,12 +197,23 @@ def _labels(sources: Sequence[str | Path]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
 
 
-def _reusable(path: Path, data_source: str | Path, cv: str) -> dict[str, Any] | None:
-    """An earlier ``metrics.json`` made on the same data and folds, else None."""
+def eval_settings(cv: str = "fixed", cv_kwargs: dict[str, Any] | None = None, alignment_views: str = "yaware",
+                  seed: int = 0, **_: Any) -> dict[str, Any]:
+    """What, besides the encoder and the data, decides ``evaluate``'s numbers (``evaluate``'s defaults)."""
+    return json.loads(json.dumps({"cv": cv, "cv_kwargs": dict(cv_kwargs or {}),
+                                  "alignment_views": alignment_views, "seed": seed}))
+
+
+def _reusable(path: Path, source: str | Path, data_source: str | Path,
+              settings: dict[str, Any]) -> dict[str, Any] | None:
+    """An earlier ``metrics.json`` of the same encoder weights, data, folds and settings, else None."""
     if not path.is_file():
         return None
+    from medssl.models import load_encoder
+
     old = json.loads(path.read_text())
-    same = old.get("data_source") == str(data_source) and old.get("cv") == cv
+    same = (old.get("data_source") == str(data_source) and old.get("settings") == settings
+            and old.get("encoder_digest") == state_digest(load_encoder(source)[0]))
     return old if same else None
 
 
@@ -216,7 +229,7 @@ def compare(
     """Evaluate several encoders on one cohort: ``OUT/comparison.{md,csv}``, ``OUT/comparison.png``.
 
     Each encoder is evaluated into ``OUT/<label>/`` unless ``reuse`` and its default eval folder already
-    holds metrics made on the same ``data_source`` and CV scheme.
+    holds metrics of the same weights (digest) on the same ``data_source``, folds and settings.
     """
     from medssl.eval.figures import comparison_figure
     from medssl.eval.report import markdown_table
@@ -224,10 +237,10 @@ def compare(
     if len(encoder_sources) < 1:
         raise ConfigError("compare needs at least one run folder or encoder.pt")
     out = ensure_writable(Path(out), overwrite)
-    cv = evaluate_kwargs.get("cv", "fixed")
+    settings = eval_settings(**evaluate_kwargs)
     rows = []
     for label, source in zip(_labels(encoder_sources), encoder_sources):
-        metrics = _reusable(default_out(source) / "metrics.json", data_source, cv) if reuse else None
+        metrics = _reusable(default_out(source) / "metrics.json", source, data_source, settings) if reuse else None
         if metrics is None:
             metrics = evaluate(source, data_source, out / label, overwrite=overwrite, **evaluate_kwargs)
         rows.append({"run": label, **{k: metrics.get(k) for k in COMPARE_KEYS}})

@@ -98,3 +98,21 @@ def test_compare_cli_puts_runs_in_one_table_and_figure(world: dict, capsys: pyte
     assert "| run_b |" in (out / "comparison.md").read_text() and "| run_b |" in capsys.readouterr().out
     assert main(args) == 2  # exists, no --overwrite: one-line error, exit 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_compare_reuses_metrics_only_for_the_same_weights_and_settings(world: dict) -> None:
+    """``compare`` used to reuse RUN/eval whenever the data and the CV scheme's name matched, e.g. 3-fold
+    numbers for a 5-fold request, or a retrained encoder's old numbers."""
+    import shutil
+
+    from medssl.pipelines.evaluate import _reusable, eval_settings
+
+    run, data = world["run"], world["data"]
+    metrics = run / "eval" / "metrics.json"
+    assert _reusable(metrics, run, data, eval_settings()) is not None
+    assert _reusable(metrics, run, data, eval_settings(seed=1)) is None
+    assert _reusable(metrics, run, data, eval_settings(cv="fixed", cv_kwargs={"n_folds": 3})) is None
+    retrained = world["root"] / "run_retrained"
+    shutil.copytree(run, retrained)
+    _save(retrained, seed=5)  # new weights, the old eval folder left in place
+    assert _reusable(retrained / "eval" / "metrics.json", retrained, data, eval_settings()) is None
