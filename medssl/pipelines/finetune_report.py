@@ -49,9 +49,13 @@ def summarize(values: Sequence[float], confidence: float = 0.95,
     return {"mean": mean, "std": std, "ci95": ci, "n": n, "values": v.tolist()}
 
 
+SCORE_PREFIXES = ("auc", "bacc", "val_auc")  # scores in [0, 1]; not the chosen C, epochs, ...
+
+
 def summarize_runs(runs: list[dict[str, float]]) -> dict[str, Any]:
-    """Summary (see :func:`summarize`) of every score key shared by the per-repeat dicts."""
-    keys = [k for k in runs[0] if isinstance(runs[0][k], float)]
+    """Summary (see :func:`summarize`) of every score key (``auc*``, ``bacc*``, ``val_auc``) of the
+    per-repeat dicts; hyper-parameters picked per run (the linear recipe's ``C``) stay in ``runs``."""
+    keys = [k for k in runs[0] if k.startswith(SCORE_PREFIXES) and isinstance(runs[0][k], float)]
     return {k: summarize([r[k] for r in runs]) for k in keys}
 
 

@@ -57,3 +57,13 @@ def test_figures_are_written(tmp_path) -> None:
     plot_label_fraction(rows, tmp_path / "lf.png")
     for name in ("roc.png", "lf.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_summary_covers_scores_not_the_chosen_hyper_parameters() -> None:
+    from medssl.pipelines.finetune_report import summarize_runs
+
+    runs = [{"auc_internal": 0.7, "val_auc": 0.8, "C": 10.0, "best_epoch": 3},
+            {"auc_internal": 0.9, "val_auc": 0.6, "C": 0.1, "best_epoch": 5}]
+    summary = summarize_runs(runs)
+    assert set(summary) == {"auc_internal", "val_auc"}  # C = 10 would get a CI clipped to [0, 1]
+    assert summary["auc_internal"]["mean"] == pytest.approx(0.8)
