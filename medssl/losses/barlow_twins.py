@@ -65,9 +65,9 @@ class BarlowTwinsLoss(nn.Module):
     def __init__(self, lambda_offdiag: float = 5e-3, eps: float = 1e-5, gather: bool = True) -> None:
         super().__init__()
         self.gather = bool(gather)
-        if lambda_offdiag < 0:
+        if not lambda_offdiag >= 0:  # also refuses NaN
             raise ValueError(f"lambda_offdiag must be >= 0, got {lambda_offdiag}")
-        if eps <= 0:
+        if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps}")
         self.lambda_offdiag = lambda_offdiag
         self.eps = eps

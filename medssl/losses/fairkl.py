@@ -96,6 +96,11 @@ class FairKLRegularizer(nn.Module):
         self.kernel = kernel if callable(kernel) else str(kernel)
         self.sigma = sigma
         self.kernel_fn = resolve_kernel(kernel, sigma)
+        peak = float(self.kernel_fn(torch.zeros(1, 1), torch.zeros(1, 1)).max())
+        if peak > 1 + 1e-6:  # the negative sets weigh pairs by 1 - K
+            raise ValueError(f"FairKL needs a kernel with values in [0, 1]; kernel={self.kernel!r} with "
+                             f"sigma={sigma} reaches {peak:.3g} (a normalised gaussian exceeds 1 for "
+                             "sigma < 0.4): use kernel='rbf'")
         default_views = "both" if mode == "paper" else "first"
         self.views = check_choice(
             "views", default_views if views is None else views, ("both", "first")

@@ -74,7 +74,7 @@ class VICRegLoss(nn.Module):
         self.gather = bool(gather)
         for key, value in (("sim_coeff", sim_coeff), ("std_coeff", std_coeff),
                            ("cov_coeff", cov_coeff), ("gamma", gamma)):
-            if value < 0:
+            if not value >= 0:  # also refuses NaN
                 raise ValueError(f"{key} must be >= 0, got {value}")
         if eps <= 0:
             raise ValueError(f"eps must be > 0, got {eps}")
