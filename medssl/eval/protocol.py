@@ -98,7 +98,7 @@ def score_fold(
         "rmse_external": M.rmse(part[EXTERNAL].age, part[EXTERNAL].age_pred) if has_ext else None,
         "mae_train": M.mae(part[TRAIN].age, part[TRAIN].age_pred),
         "bacc_site": bacc,
-        "site_chance": 1.0 / n_train_sites,
+        "site_chance": 1.0 / n_train_sites,  # this cohort's training sites (the lecture quotes 1/64 for OpenBHB)
         "challenge_score": M.challenge_score(mae_ext, bacc) if has_ext else None,
         "challenge_score_version": M.CHALLENGE_SCORE_VERSION,
         "n_train": len(fold.train),
