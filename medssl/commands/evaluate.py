@@ -18,8 +18,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cv", default="fixed", choices=["fixed", "site_kfold", "leave_sites_out"],
                    help="fixed: the cohort's train/internal_test/external_test splits (default); site_kfold: k "
                    "folds stratified by site over the sites seen in train, the unseen sites as external test; "
-                   "leave_sites_out: each fold holds out a group of sites as external test")
-    p.add_argument("--folds", type=int, default=None, help="number of folds for --cv site_kfold/leave_sites_out")
+                   "leave_sites_out: each fold holds out a group of sites as external test (see --folds)")
+    p.add_argument("--folds", type=int, default=None,
+                   help="site_kfold: number of folds (default 5); leave_sites_out: k-fold leave-site-out, all "
+                   "the cohort's sites (any split) shuffled with seed 0 into k disjoint groups whose sizes differ "
+                   "by at most one, each held out once; default: leave-one-site-out (k = number of sites)")
     p.add_argument("--probes", nargs="*", default=[], choices=["scaled", "knn", "mlp"],
                    help="extra probes, reported separately and labelled as NOT the challenge protocol")
     p.add_argument("--jobs", type=int, default=None, help="parallel jobs of the probes' grid search")
@@ -48,13 +51,15 @@ def register(sub: Any) -> None:
 
 
 def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of ``evaluate``/``compare``; ``--folds`` is ``n_splits`` (site_kfold) or
+    ``n_groups`` (leave_sites_out: k groups covering every site)."""
     cv_kwargs: dict[str, Any] = {}
     if args.folds is not None:
         if args.cv == "fixed":
             from medssl.errors import ConfigError
 
             raise ConfigError("--folds needs --cv site_kfold or --cv leave_sites_out")
-        cv_kwargs["n_splits" if args.cv == "site_kfold" else "n_folds"] = args.folds
+        cv_kwargs["n_splits" if args.cv == "site_kfold" else "n_groups"] = args.folds
     return dict(batch_size=args.batch_size, device=args.device, baselines=args.baselines, cv=args.cv,
                 cv_kwargs=cv_kwargs, alt_probes=tuple(args.probes), data_root=args.data_root, n_jobs=args.jobs,
                 num_workers=args.num_workers)

@@ -8,7 +8,8 @@ never occur in ``train`` (the challenge's "external" MAE). ``check_fold`` enforc
 - ``site_stratified_kfold``: k folds of the non-held-out sites, stratified by site and grouped by
   participant (``StratifiedGroupKFold``); a fixed list of held-out sites is the external test of every fold.
 - ``leave_sites_out``: each fold holds out a group of sites as external; the remaining participants are
-  split into train / internal test, stratified by site and grouped by participant.
+  split into train / internal test, stratified by site and grouped by participant. ``n_groups=k`` is
+  k-fold leave-site-out (every site held out exactly once, the lecture's "5-fold CV Leave-Site-Out").
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from medssl.errors import ConfigError, DataError, LeakageError
 
@@ -128,30 +129,57 @@ def site_stratified_kfold(
     return folds
 
 
+def _site_groups(table: pd.DataFrame, n_groups: int, seed: int) -> list[list[object]]:
+    """The sites split into ``n_groups`` disjoint groups covering them all, of floor(S/k) or ceil(S/k) sites.
+
+    ``GroupKFold(shuffle=True)`` over sites: a seeded permutation of the sorted sites cut into k runs.
+    """
+    cv = GroupKFold(n_splits=n_groups, shuffle=True, random_state=seed)
+    splits = cv.split(np.zeros(len(table)), groups=table.site.astype(str).to_numpy())
+    return [sorted(table.site.iloc[test].unique(), key=str) for _, test in splits]
+
+
 def leave_sites_out(
     table: pd.DataFrame,
     n_sites_out: int = 1,
     n_folds: int | None = None,
     internal_fraction: float = 0.1,
     seed: int = 0,
+    n_groups: int | None = None,
 ) -> list[Fold]:
-    """Each fold holds out ``n_sites_out`` sites (shuffled, disjoint groups) as its external test.
+    """Each fold holds out one group of sites (disjoint across folds) as its external test.
+
+    Groups (both seeded by ``seed``):
+
+    - ``n_groups=k``: k-fold leave-site-out. All S sites of the table fall into k groups of floor(S/k) or
+      ceil(S/k) sites, k folds, every site held out exactly once (``k = S``: leave-one-site-out).
+    - otherwise: groups of exactly ``n_sites_out`` shuffled sites (the ``S mod n_sites_out`` left over are
+      never held out), the first ``n_folds`` of them (default every group); ``n_sites_out=1`` with no
+      ``n_folds`` is leave-one-site-out, ``n_folds=1`` a single hold-out.
 
     The other participants are split train / internal test (about ``internal_fraction`` of them), stratified
-    by site and grouped by participant. ``n_folds`` caps the number of folds (default: every group).
+    by site and grouped by participant; those also scanned at a held-out site are ``excluded``.
     """
     _require(table, ["participant_id", "site"])
-    sites = np.array(sorted(table.site.unique(), key=str), dtype=object)
-    if not 1 <= n_sites_out < len(sites):
-        raise ConfigError(f"n_sites_out={n_sites_out} must be in [1, {len(sites) - 1}] ({len(sites)} sites)")
     if not 0.0 < internal_fraction < 0.5:
         raise ConfigError(f"internal_fraction={internal_fraction} must be in (0, 0.5)")
-    rng = np.random.default_rng(seed)
-    sites = sites[rng.permutation(len(sites))]
-    groups = [sites[i : i + n_sites_out] for i in range(0, len(sites) - n_sites_out + 1, n_sites_out)]
+    sites = np.array(sorted(table.site.unique(), key=str), dtype=object)
+    if n_groups is not None:
+        if n_sites_out != 1 or n_folds is not None:
+            raise ConfigError("leave_sites_out: give n_groups (k groups covering all sites) or "
+                              "n_sites_out/n_folds (fixed-size groups), not both")
+        if not 2 <= n_groups <= len(sites):
+            raise ConfigError(f"n_groups={n_groups} must be in [2, {len(sites)}] ({len(sites)} sites)")
+        groups = _site_groups(table, n_groups, seed)
+    else:
+        if not 1 <= n_sites_out < len(sites):
+            raise ConfigError(f"n_sites_out={n_sites_out} must be in [1, {len(sites) - 1}] ({len(sites)} sites)")
+        sites = sites[np.random.default_rng(seed).permutation(len(sites))]
+        groups = [list(sites[i : i + n_sites_out]) for i in range(0, len(sites) - n_sites_out + 1, n_sites_out)]
+        groups = groups[:n_folds]
     folds = []
-    for k, group in enumerate(groups[:n_folds]):
-        ext, rest, excluded = _hold_out(table, list(group))
+    for k, group in enumerate(groups):
+        ext, rest, excluded = _hold_out(table, group)
         train, internal = _train_internal(table, rest, max(2, round(1 / internal_fraction)), seed)[0]
         folds.append(Fold(f"leave_sites_out{k}", train, internal, ext, excluded))
         check_fold(table, folds[-1])
