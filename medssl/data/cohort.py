@@ -59,7 +59,7 @@ def encode_sites(table: pd.DataFrame) -> list[str]:
     return sorted(train, key=_site_sort_key) + sorted(others, key=_site_sort_key)
 
 
-def _text(series: pd.Series) -> pd.Series:
+def text_column(series: pd.Series) -> pd.Series:
     """Strings without NaN; integral floats such as ``12.0`` become ``"12"`` (IDs, site codes)."""
 
     def one(v: Any) -> str:
@@ -82,7 +82,7 @@ def standardize_table(table: pd.DataFrame, where: str) -> pd.DataFrame:
         raise DataError(f"{where}: missing required column 'participant_id' (one id per scan)")
     table = table.reset_index(drop=True).copy()
     for col in TEXT_COLUMNS:
-        table[col] = _text(table[col]) if col in table.columns else ""
+        table[col] = text_column(table[col]) if col in table.columns else ""
     table.loc[table["split"] == "", "split"] = "train"
     empty = table.index[table["participant_id"] == ""]
     if len(empty):
@@ -108,7 +108,7 @@ def standardize_table(table: pd.DataFrame, where: str) -> pd.DataFrame:
 
 def numeric_column(table: pd.DataFrame, col: str, where: str) -> pd.Series:
     """A float column; empty, ``n/a`` and ``nan`` mean missing, any other non-number is a DataError."""
-    raw = _text(table[col])
+    raw = text_column(table[col])
     values = pd.to_numeric(raw.where(~raw.str.lower().isin(MISSING), None), errors="coerce")
     bad = table.index[values.isna() & ~raw.str.lower().isin(MISSING)]
     if len(bad):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medssl.data.cohort import Cohort, PathSource, _text, check_unique, standardize_table
+from medssl.data.cohort import Cohort, PathSource, check_unique, standardize_table, text_column
 from medssl.data.images import image_shape
 from medssl.errors import DataError
 
@@ -44,7 +44,7 @@ def site_x_acquisition(table: pd.DataFrame, where: str) -> pd.Series:
     Raises:
         DataError: a row has no site or no acquisition setting (names the file, row and participant).
     """
-    site, acq = _text(table["site"]), _text(table["acquisition_setting"])
+    site, acq = text_column(table["site"]), text_column(table["acquisition_setting"])
     empty = table.index[(site == "") | (acq == "")]
     if len(empty):
         i = int(empty[0])
