@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from medssl.data.cohort import Cohort, PathSource, check_unique, standardize_table, text_column
-from medssl.data.images import image_shape
+from medssl.data.images import check_grid
 from medssl.errors import DataError
 
 SUFFIXES = {"vbm": "_preproc-cat12vbm_desc-gm_T1w.npy", "quasiraw": "_preproc-quasiraw_T1w.npy"}
@@ -99,18 +99,8 @@ def match_images(table: pd.DataFrame, files: dict[str, Path], where: str, patter
 
 
 def check_shapes(table: pd.DataFrame) -> tuple[int, int, int]:
-    """Read every image header; all shapes must agree. Returns ``(D, H, W)``."""
-    if table.empty:
-        raise DataError("the cohort has no scans")
-    first = image_shape(table["path"].iloc[0])
-    for i, path in enumerate(table["path"]):
-        shape = image_shape(path)
-        if shape != first:
-            raise DataError(
-                f"{path}: shape {shape} differs from {first} of {table['path'].iloc[0]} "
-                f"(row {i + 1}); resample all scans to one grid"
-            )
-    return first
+    """Every image header: shapes (RAS+ for NIfTI) and NIfTI voxel sizes must agree. ``(D, H, W)``."""
+    return check_grid(list(table["path"]))
 
 
 def _finish(table: pd.DataFrame, root: Path, modality: str, layout: str, where: str) -> Cohort:
