@@ -7,6 +7,7 @@ training". ``select`` keeps the encoding, so every split of one cohort agrees on
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
@@ -20,6 +21,8 @@ SPLITS = ("train", "internal_test", "external_test")
 MODALITIES = ("vbm", "quasiraw")
 TEXT_COLUMNS = ("participant_id", "split", "site", "sex", "diagnosis", "study")
 MISSING = ("", "n/a", "na", "nan", "none")
+INTEGRAL_TEXT = re.compile(r"^[+-]?\d+\.0+$")  # "123.0": an integer that went through a float column
+NUMERIC_NAME = re.compile(r"^[+-]?\d+(\.\d+)?$")  # site names sorted by value ("36_2" is not one)
 SEX_VALUES = {
     "male": "male", "m": "male", "man": "male",
     "female": "female", "f": "female", "woman": "female",
@@ -46,10 +49,10 @@ class PathSource:
 
 
 def _site_sort_key(name: str) -> tuple[int, float, str]:
-    try:
+    """Numeric names (``NUMERIC_NAME``; not ``float()``, which accepts ``"36_2"``, ``"nan"``) by value."""
+    if NUMERIC_NAME.match(name):
         return (0, float(name), name)
-    except ValueError:
-        return (1, 0.0, name)
+    return (1, 0.0, name)
 
 
 def encode_sites(table: pd.DataFrame) -> list[str]:
@@ -60,14 +63,19 @@ def encode_sites(table: pd.DataFrame) -> list[str]:
 
 
 def text_column(series: pd.Series) -> pd.Series:
-    """Strings without NaN; integral floats such as ``12.0`` become ``"12"`` (IDs, site codes)."""
+    """Stripped strings: NaN and the ``MISSING`` tokens (any case) become ``""``; integral floats,
+    ``12.0`` or the text ``"12.0"``, become ``"12"``, so IDs and site codes that went through a float
+    column match their integer spelling (openbhb.md 1.4: never match IDs as floats)."""
 
     def one(v: Any) -> str:
         if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
             return ""
         if isinstance(v, float) and v.is_integer():
             return str(int(v))
-        return str(v).strip()
+        text = str(v).strip()
+        if text.lower() in MISSING:
+            return ""
+        return text.split(".")[0] if INTEGRAL_TEXT.match(text) else text
 
     return series.map(one).astype(object)
 
@@ -75,14 +83,21 @@ def text_column(series: pd.Series) -> pd.Series:
 def standardize_table(table: pd.DataFrame, where: str) -> pd.DataFrame:
     """Check and normalise the contract columns of a scan table; ``where`` names the file in errors.
 
-    ``participant_id`` is required; ``split`` defaults to ``train``; ``site``, ``sex``, ``diagnosis``
-    and ``study`` default to ``""``; ``age`` to NaN. Sex strings are mapped to ``male``/``female``/``""``.
+    ``participant_id`` is required; ``split`` defaults to ``train`` (absent column, or every cell
+    empty); ``site``, ``sex``, ``diagnosis`` and ``study`` default to ``""``; ``age`` to NaN. Text
+    columns go through ``text_column``. Sex strings are mapped to ``male``/``female``/``""``. A split or
+    a site filled for some rows but empty for others is a DataError (a blank would silently become
+    ``train``, or an unknown site its own site class).
     """
     if "participant_id" not in table.columns:
         raise DataError(f"{where}: missing required column 'participant_id' (one id per scan)")
     table = table.reset_index(drop=True).copy()
     for col in TEXT_COLUMNS:
         table[col] = text_column(table[col]) if col in table.columns else ""
+    if "session" in table.columns:
+        table["session"] = text_column(table["session"])
+    _refuse_partly_empty(table, "split", where, "write train, internal_test or external_test in every row")
+    _refuse_partly_empty(table, "site", where, "fill in every site, or leave the whole column empty")
     table.loc[table["split"] == "", "split"] = "train"
     empty = table.index[table["participant_id"] == ""]
     if len(empty):
@@ -104,6 +119,16 @@ def standardize_table(table: pd.DataFrame, where: str) -> pd.DataFrame:
     table["sex"] = sex.astype(object)
     table["age"] = numeric_column(table, "age", where) if "age" in table.columns else np.nan
     return table
+
+
+def _refuse_partly_empty(table: pd.DataFrame, col: str, where: str, fix: str) -> None:
+    """Raise DataError naming the first rows when ``col`` is empty in some rows but not in all."""
+    empty = table.index[table[col] == ""]
+    if 0 < len(empty) < len(table):
+        rows = ", ".join(f"{int(i) + 1} ({table.at[i, 'participant_id']})" for i in empty[:5])
+        raise DataError(
+            f"{where}: {col} is empty in {len(empty)} of {len(table)} rows (rows {rows}); {fix}"
+        )
 
 
 def numeric_column(table: pd.DataFrame, col: str, where: str) -> pd.Series:
