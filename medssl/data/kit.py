@@ -95,16 +95,34 @@ class KitSource:
 
 
 def kit_data_dir(path: Path) -> Path | None:
-    """``path/data`` or ``path`` itself when it holds ``train.npy`` + ``train.tsv``; else None."""
+    """``path/data`` or ``path`` itself when it holds ``train.npy`` or ``train.tsv`` (half a pair is
+    reported by ``kit_files``); else None."""
     for cand in (path / "data", path):
-        if (cand / "train.npy").is_file() and (cand / "train.tsv").is_file():
+        if (cand / "train.npy").is_file() or (cand / "train.tsv").is_file():
             return cand
     return None
 
 
+def kit_files(data_dir: Path) -> list[str]:
+    """The kit files (``train``, ``test``) present as an ``.npy`` + ``.tsv`` pair; half a pair is a
+    DataError (a split would silently vanish)."""
+    names = []
+    for name in KIT_FILES:
+        npy, tsv = data_dir / f"{name}.npy", data_dir / f"{name}.tsv"
+        if npy.exists() != tsv.exists():
+            have, lack = (npy, tsv) if npy.exists() else (tsv, npy)
+            raise DataError(f"{have} has no {lack.name} beside it; restore {lack} or remove {have.name}")
+        if npy.exists():
+            names.append(name)
+    return names
+
+
 def _read_kit_table(data_dir: Path, name: str, width_needed: int) -> pd.DataFrame:
     tsv, npy = data_dir / f"{name}.tsv", data_dir / f"{name}.npy"
-    table = pd.read_csv(tsv, sep="\t", dtype={"participant_id": str}, keep_default_na=True)
+    try:
+        table = pd.read_csv(tsv, sep="\t", dtype={"participant_id": str}, keep_default_na=True)
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{tsv}: cannot read the kit table ({exc}); restore it from the kit") from exc
     for col in ("age", "site"):
         if col not in table.columns:
             raise DataError(f"{tsv}: missing required column {col!r} (the kit needs age and site)")
@@ -145,8 +163,7 @@ def open_kit(data_dir: Path, modality: str = "vbm") -> Cohort:
         masks[mod] = load_mask(mod, path)
     start = 0 if modality == "vbm" else int(masks["vbm"].sum())
     needed = start + int(masks[modality].sum())
-    names = [n for n in KIT_FILES if (data_dir / f"{n}.tsv").is_file()]
-    table = pd.concat([_read_kit_table(data_dir, n, needed) for n in names], ignore_index=True)
+    table = pd.concat([_read_kit_table(data_dir, n, needed) for n in kit_files(data_dir)], ignore_index=True)
     table = standardize_table(table, str(data_dir / "{train,test}.tsv"))
     check_unique(table, str(data_dir / "{train,test}.tsv"))
     source = KitSource(data_dir, masks[modality], start)

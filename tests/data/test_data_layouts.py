@@ -179,3 +179,32 @@ def test_kit_cohort_pickles_without_its_memmaps(kit_root: Path) -> None:
     clone = pickle.loads(pickle.dumps(kit))
     assert len(pickle.dumps(kit)) < 200_000  # the tables and masks, not the 40 x row-width matrix
     np.testing.assert_array_equal(clone.read(4), before)
+
+
+@pytest.mark.parametrize("removed", ["test.tsv", "test.npy", "train.tsv"])
+def test_kit_file_without_its_pair_is_refused(kit_root: Path, tmp_path: Path, removed: str) -> None:
+    """A test.npy without test.tsv used to drop the test split silently."""
+    moved = tmp_path / "kit"
+    shutil.copytree(kit_root, moved)
+    (moved / "data" / removed).unlink()
+    kept = removed.replace(".tsv", ".npy") if removed.endswith(".tsv") else removed.replace(".npy", ".tsv")
+    with pytest.raises(DataError, match=f"data/{kept} has no {removed} beside it"):
+        open_cohort(moved)
+
+
+def test_unreadable_kit_tables_name_the_file(kit_root: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "kit"
+    shutil.copytree(kit_root, moved)
+    original = (moved / "data" / "train.tsv").read_text()
+    lines = original.splitlines()
+    (moved / "data" / "train.tsv").write_text("\n".join(lines[:3] + [lines[3] + "\textra\tcols"] + lines[4:]) + "\n")
+    with pytest.raises(DataError, match=r"data/train.tsv: cannot read the kit table .*Expected"):
+        open_cohort(moved)
+    (moved / "data" / "train.tsv").write_bytes(b"participant_id\tage\tsite\n\xff\xfe\x00bad\t1\t2\n")
+    with pytest.raises(DataError, match=r"data/train.tsv: cannot read the kit table"):
+        open_cohort(moved)
+    (moved / "data" / "train.tsv").write_text(original)
+    (moved / "data" / "test.tsv").unlink()
+    (moved / "data" / "test.tsv").mkdir()
+    with pytest.raises(DataError, match=r"data/test.tsv: cannot read the kit table"):
+        open_cohort(moved)
