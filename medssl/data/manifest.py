@@ -57,7 +57,7 @@ def read_manifest_table(manifest: Path, data_root: str | Path | None = None) -> 
     table = standardize_table(table, where)
     if "tiv" in table.columns:
         table["tiv"] = numeric_column(table, "tiv", where)
-    base = Path(data_root).expanduser() if data_root else manifest.parent
+    base = (Path(data_root).expanduser() if data_root else manifest.parent).absolute()  # symlinks kept
     paths = []
     for i, (pid, raw) in enumerate(zip(table["participant_id"], table["path"].fillna(""))):
         row = f"{manifest} row {i + 1} ({pid})"

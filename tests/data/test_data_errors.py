@@ -146,3 +146,23 @@ def test_hf_row_without_image_and_image_without_row(hf_root: Path, tmp_path: Pat
     table.drop(columns="split").to_csv(root / "participants.tsv", sep="\t", index=False)
     with pytest.raises(DataError, match="missing column 'split'"):
         open_cohort(root, "quasiraw")
+
+
+def test_relative_manifest_name_gives_absolute_paths(manifest_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opened as ``manifest.csv`` from its folder: the base is made absolute, so absolute paths inside
+    it are accepted and ``path`` still works after a chdir; a symlinked data root is not resolved."""
+    table = pd.read_csv(manifest_dir / "manifest.csv", dtype=str, keep_default_na=False)
+    table.loc[0, "path"] = str(manifest_dir / "img" / "s0.nii.gz")
+    table.to_csv(manifest_dir / "manifest.csv", index=False)
+    monkeypatch.chdir(manifest_dir)
+    cohort = open_cohort("manifest.csv")
+    assert cohort.table["path"].tolist() == [str(manifest_dir / "img" / f"s{i}.nii.gz") for i in range(3)]
+    assert len(open_cohort(manifest_dir / "manifest.csv", data_root=".")) == 3
+    link = manifest_dir.parent / "link"
+    link.symlink_to(manifest_dir)
+    table.loc[0, "path"] = str(link / "img" / "s0.nii.gz")
+    table.to_csv(manifest_dir / "manifest.csv", index=False)
+    linked = open_cohort("manifest.csv", data_root="../link")
+    assert linked.table["path"].tolist() == [str(link / "img" / f"s{i}.nii.gz") for i in range(3)]
+    monkeypatch.chdir(manifest_dir.parent)
+    np.testing.assert_array_equal(cohort.read(2)[0], np.asarray(nib.load(manifest_dir / "img" / "s2.nii.gz").dataobj))
