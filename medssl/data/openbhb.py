@@ -57,15 +57,16 @@ def site_x_acquisition(table: pd.DataFrame, where: str) -> pd.Series:
 
 
 def read_participants(path: Path) -> pd.DataFrame:
-    """A ``participants.tsv`` with ids kept as strings (never floats) and the challenge's site unit as
-    ``site``: ``siteXacq`` when present, else ``site x acquisition_setting`` (module docstring)."""
+    """A ``participants.tsv`` with ids kept as strings (never floats: ``"123.0"`` is read as ``"123"``)
+    and the challenge's site unit as ``site``: ``siteXacq`` when present, else ``site x
+    acquisition_setting`` (module docstring)."""
     try:
         table = pd.read_csv(path, sep="\t", dtype={"participant_id": str})
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: cannot read the participants table ({exc})") from exc
     if "participant_id" not in table.columns:
         raise DataError(f"{path}: missing required column 'participant_id'")
-    table["participant_id"] = table["participant_id"].str.strip().str.removeprefix("sub-")
+    table["participant_id"] = text_column(table["participant_id"].str.strip().str.removeprefix("sub-"))
     if "siteXacq" in table.columns:
         table = table.rename(columns={"site": "scanner_site", "siteXacq": "site"})
     elif {"site", "acquisition_setting"} <= set(table.columns):
@@ -145,8 +146,11 @@ def open_dataport(root: Path, modality: str = "vbm") -> Cohort:
                 raise DataError(f"{labels}: missing column 'split' (internal_test/external_test)")
             table["split"] = "train"
         tables.append(table)
-        for path in sorted(images.glob("sub-*.npy")):
-            files[_subject_id(path)] = path
+        for path in sorted(images.glob(f"sub-*{SUFFIXES[modality]}")):
+            pid = _subject_id(path)
+            if pid in files:
+                raise DataError(f"{path}: second image of participant {pid} (also {files[pid]})")
+            files[pid] = path
     table = pd.concat(tables, ignore_index=True)
     where = str(root / "{train,val}_labels/participants.tsv")
     check_unique(table, where)

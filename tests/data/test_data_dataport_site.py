@@ -67,3 +67,27 @@ def test_missing_acquisition_setting_names_the_row(tmp_path: Path) -> None:
     rows[1] = (1, None, "train")
     with pytest.raises(DataError, match=r"train_labels/participants.tsv: row 2 .*acquisition_setting"):
         open_cohort(_dataport(tmp_path, rows))
+
+
+def test_only_the_modality_images_count_and_a_second_image_is_refused(tmp_path: Path) -> None:
+    root = _dataport(tmp_path, ROWS)
+    pid = "100000000000"
+    roi = root / "train_vbm" / f"sub-{pid}_preproc-cat12vbm_desc-gm_ROI.npy"
+    np.save(roi, np.ones((1, 1, 284)))  # a ROI array beside the volume: not an image of this modality
+    np.save(root / "train_vbm" / f"sub-{pid}{SUFFIXES['quasiraw']}", np.ones((1, 1, 4, 4, 4)))
+    cohort = open_cohort(root)
+    assert cohort.table.path[0] == str(root / "train_vbm" / f"sub-{pid}{SUFFIXES['vbm']}")
+    assert cohort.image_shape == (4, 4, 4)
+    np.save(root / "val_vbm" / f"sub-{pid}{SUFFIXES['vbm']}", np.ones((1, 1, 4, 4, 4)))
+    with pytest.raises(DataError, match=rf"val_vbm/sub-{pid}_.*: second image of participant {pid} \(also .*train_vbm"):
+        open_cohort(root)
+
+
+def test_float_spelled_ids_in_labels_match_their_images(tmp_path: Path) -> None:
+    root = _dataport(tmp_path, ROWS)
+    labels = root / "train_labels" / "participants.tsv"
+    table = pd.read_csv(labels, sep="\t", dtype=str)
+    table["participant_id"] = table["participant_id"] + ".0"
+    table.to_csv(labels, sep="\t", index=False)
+    ids = open_cohort(root).table.participant_id
+    assert list(ids) == [f"{100000000000 + i}" for i in range(len(ROWS))]
