@@ -96,8 +96,8 @@ def standardize_table(table: pd.DataFrame, where: str) -> pd.DataFrame:
         table[col] = text_column(table[col]) if col in table.columns else ""
     if "session" in table.columns:
         table["session"] = text_column(table["session"])
-    _refuse_partly_empty(table, "split", where, "write train, internal_test or external_test in every row")
-    _refuse_partly_empty(table, "site", where, "fill in every site, or leave the whole column empty")
+    refuse_partly_empty(table, "split", where, "write train, internal_test or external_test in every row")
+    refuse_partly_empty(table, "site", where, "fill in every site, or leave the whole column empty")
     table.loc[table["split"] == "", "split"] = "train"
     empty = table.index[table["participant_id"] == ""]
     if len(empty):
@@ -121,7 +121,7 @@ def standardize_table(table: pd.DataFrame, where: str) -> pd.DataFrame:
     return table
 
 
-def _refuse_partly_empty(table: pd.DataFrame, col: str, where: str, fix: str) -> None:
+def refuse_partly_empty(table: pd.DataFrame, col: str, where: str, fix: str) -> None:
     """Raise DataError naming the first rows when ``col`` is empty in some rows but not in all."""
     empty = table.index[table[col] == ""]
     if 0 < len(empty) < len(table):

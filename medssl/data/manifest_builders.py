@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medssl.data.cohort import check_unique
+from medssl.data.cohort import check_unique, refuse_partly_empty, text_column
 from medssl.data.openbhb import match_images
 from medssl.errors import DataError
 
@@ -122,6 +122,8 @@ def build_bids_manifest(
     for name, aliases in BIDS_ALIASES.items():
         col = next((c for c in aliases if c in table.columns), None)
         table[name] = table[col] if col else (root.name if name == "study" else "")
+    table["site"] = text_column(table["site"])  # a manifest with some sites empty would not open
+    refuse_partly_empty(table, "site", str(participants), "fill in every site, or leave the whole column empty")
     images = sorted(p for p in root.glob(pattern) if p.is_file())
     by_scan: dict[tuple[str, str], Path] = {}
     for path in images:

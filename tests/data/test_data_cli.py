@@ -110,3 +110,21 @@ def test_summary_matches_an_independent_count_and_plot_is_a_png(hf_root: Path, t
     assert summary.loc["all", "scans"] == 40 and summary.loc["all", "diagnosis"] == "control: 40"
     path = plot_cohort(cohort, tmp_path / "cohort.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_manifest_bids_refuses_sites_missing_for_some_participants(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """BIDS writes ``n/a`` for an unknown site: it is missing, not a site called "n/a"."""
+    root = tmp_path / "bids"
+    for i in range(3):
+        _nii(root / f"sub-0{i}" / "anat" / f"sub-0{i}_T1w.nii.gz", i)
+    participants = root / "participants.tsv"
+    pd.DataFrame({"participant_id": ["sub-00", "sub-01", "sub-02"], "site": ["A", "n/a", "B"]}).to_csv(
+        participants, sep="\t", index=False)  # fmt: skip
+    out = root / "manifest.csv"
+    assert main(["manifest", "bids", str(root), "--participants", str(participants), "--out", str(out)]) == 2
+    assert r"participants.tsv: site is empty in 1 of 3 rows (rows 2 (01))" in capsys.readouterr().err
+    assert not out.exists()
+    pd.DataFrame({"participant_id": ["sub-00", "sub-01", "sub-02"], "site": ["n/a"] * 3}).to_csv(
+        participants, sep="\t", index=False)  # fmt: skip
+    assert main(["manifest", "bids", str(root), "--participants", str(participants), "--out", str(out)]) == 0
+    assert open_cohort(out).site_names == [""]  # no site information at all: one unnamed site
