@@ -47,6 +47,7 @@ from monai.transforms import (
 )
 from monai.transforms.intensity.array import RandGaussianNoise, RandGaussianSmooth
 from monai.utils import MAX_SEED
+from scipy.ndimage import gaussian_filter
 from torch.utils.data import get_worker_info
 
 from medssl.transforms.views import OpSpec, preset_ops
@@ -54,12 +55,50 @@ from medssl.transforms.views import OpSpec, preset_ops
 KEY = "image"
 
 
+def seed_independently(transform: Randomizable, seed: int) -> None:
+    """``transform.set_random_state(seed)``, then a seed of its own for every inner random transform.
+
+    MONAI's dict transforms (and ``RandAffine``) hand their inner transform the *same* seed, so the
+    outer Bernoulli(p) draw and the inner first parameter draw were the same number: e.g. noise applied
+    only with std in U(0.1, 0.55), or view 2 blurred almost surely when view 1's blur was weak. Inner
+    transforms are reseeded from the outer one's stream, recursively (reproducible from ``seed``).
+    """
+    transform.set_random_state(seed=seed)
+    _decorrelate(transform, set())
+
+
+def _decorrelate(transform: Randomizable, seen: set[int]) -> None:
+    seen.add(id(transform))
+    if isinstance(transform, Compose):  # Compose / OneOf already seeded their members one by one
+        for member in transform.transforms:
+            if isinstance(member, Randomizable) and id(member) not in seen:
+                _decorrelate(member, seen)
+    for inner in vars(transform).values():
+        if isinstance(inner, Randomizable) and id(inner) not in seen:
+            inner.set_random_state(seed=int(transform.R.randint(MAX_SEED, dtype="uint32")))
+            _decorrelate(inner, seen)
+
+
 class _IsotropicSmooth(RandGaussianSmooth):
-    """``RandGaussianSmooth`` with one sigma for all axes (MONAI draws one per axis)."""
+    """``RandGaussianSmooth`` with one sigma for all axes (MONAI draws one per axis), filtering with
+    ``scipy.ndimage.gaussian_filter`` (sampled taps summing to 1, edge-replicated borders), as the torch
+    path and the y-aware authors do. MONAI's kernels differ: its default ``erf`` integrates each voxel
+    (effective std 0.31 instead of 0.09 voxels at sigma = 0.3) and its ``sampled`` taps do not sum to 1.
+    """
 
     def randomize(self, data: Any | None = None) -> None:
         super().randomize(data)
         self.y = self.z = self.x
+
+    def __call__(self, img: Any, randomize: bool = True) -> Any:
+        if randomize:
+            self.randomize()
+        if not self._do_transform:
+            return img
+        array = np.asarray(img.detach().cpu() if isinstance(img, torch.Tensor) else img, dtype=np.float32)
+        sigma = (0.0, *([self.x] * (array.ndim - 1)))  # channels are not mixed
+        out = gaussian_filter(array, sigma=sigma, mode="nearest", truncate=4.0)
+        return torch.from_numpy(out) if isinstance(img, torch.Tensor) else out
 
 
 class RandIsotropicGaussianSmoothd(RandGaussianSmoothd):
@@ -118,7 +157,7 @@ class PerShape(Randomizable, MapTransform):
         if shape not in self._cache:
             inner = self.factory(shape)
             if isinstance(inner, Randomizable):
-                inner.set_random_state(seed=int(self.R.randint(MAX_SEED, dtype="uint32")))
+                seed_independently(inner, int(self.R.randint(MAX_SEED, dtype="uint32")))
             self._cache[shape] = inner
         return self._cache[shape](dict(data))
 
@@ -171,8 +210,10 @@ class ViewCompose(Compose):
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None
                          ) -> ViewCompose:
-        """Reseed every transform; an explicit reseed inside a worker replaces the worker's seed."""
+        """Reseed every transform, inner ones independently (:func:`seed_independently`); an explicit
+        reseed inside a worker replaces the worker's seed."""
         super().set_random_state(seed, state)
+        _decorrelate(self, set())
         info = get_worker_info()
         self._worker_seed = info.seed if info is not None else None
         return self

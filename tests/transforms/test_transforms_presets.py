@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from monai.transforms import Compose
@@ -135,3 +136,38 @@ def test_monai_path_differs_across_workers_and_epochs() -> None:
     again = torch.cat(list(torch.utils.data.DataLoader(
         dataset, batch_size=1, num_workers=2, generator=torch.Generator().manual_seed(0))))
     assert torch.equal(again, epoch1)  # reproducible from the loader's seed
+
+
+def test_monai_blur_samples_the_gaussian_as_the_torch_path_does() -> None:
+    """MONAI's default kernel integrates the Gaussian over each voxel (effective std 0.31 instead of 0.09
+    voxels at sigma = 0.3); the y-aware blur, scipy and the torch path sample it."""
+    from medssl.transforms.intensity import GaussianBlur
+    from medssl.transforms.monai_views import RandIsotropicGaussianSmoothd
+
+    delta = torch.zeros(1, 1, 15, 15, 15)
+    delta[..., 7, 7, 7] = 1.0
+    for sigma in (0.3, 0.5, 1.0):
+        ours = GaussianBlur(1.0, sigma=(sigma, sigma))(delta)[0]
+        monai = RandIsotropicGaussianSmoothd("image", sigma_range=(sigma, sigma), prob=1.0)
+        theirs = torch.as_tensor(monai.set_random_state(0)({"image": delta[0]})["image"])
+        torch.testing.assert_close(theirs, ours, atol=1e-6, rtol=1e-5)
+
+
+def test_monai_views_draw_apply_decisions_and_parameters_independently() -> None:
+    """Reseeded per item (as the training loop does), MONAI's dict transforms gave their inner transform
+    the same seed: noise was applied only with std < 0.55, and view 2's blur hinged on view 1's."""
+    from medssl.pipelines.pretrain import TwoViewsTransform
+
+    views = TwoViewsTransform(monai_view_transform("yaware", p=0.5))
+    noise = next(t for t in views.transform.transforms if "Noise" in type(t).__name__)
+    x = {"image": torch.zeros(1, 6, 6, 6)}
+    stds: list[list[float]] = [[], []]  # noise std when applied, per view
+    for seed in range(600):
+        views.set_random_state(seed=seed)
+        for view in range(2):
+            views.transform(x)
+            if noise._do_transform:
+                stds[view].append(noise.rand_gaussian_noise.std)
+    for drawn in map(np.array, stds):
+        assert 200 <= len(drawn) <= 400  # applied to about half of 600 items
+        assert drawn.max() > 0.9 and 0.48 < drawn.mean() < 0.62  # U(0.1, 1): mean 0.55 (was U(0.1, 0.55))
