@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -36,6 +37,22 @@ def component(name: str, registry_name: str, **kwargs: Any) -> Any:
     )
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-4`` as a float (YAML 1.1 needs a dot: ``1.0e-4``)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text (safe; exponent floats without a dot are floats)."""
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506  (a SafeLoader subclass)
+
+
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``["train.epochs=5", "data.shape=[32,32,32]"]`` -> nested dict; values are parsed as YAML."""
     nested: dict[str, Any] = {}
@@ -43,7 +60,7 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.epochs=5)")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = load_yaml(raw) if raw != "" else None
         node = nested
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -79,7 +96,7 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = load_yaml(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
         if not isinstance(raw, dict):
@@ -96,6 +113,7 @@ def from_dict(schema: type[C], raw: dict[str, Any], prefix: str = "") -> C:
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(schema)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(schema)
+    raw = {k: v for k, v in raw.items() if not str(k).startswith("_")}  # provenance, e.g. _run
     for key in raw:
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
@@ -130,6 +148,12 @@ def check_component(registry_name: str, spec: dict[str, Any], where: str) -> dic
         return {"name": "none"}
     reg = getattr(registry, registry_name)
     kwargs = {k: v for k, v in spec.items() if k != "name" and not k.startswith("_")}
+    ignored = {"loss": {"alpha": "regularizer.alpha", "lambda": "regularizer.lambda"},
+               "regularizer": {"label": "loss.label"}}.get(where, {})
+    for key, instead in ignored.items():
+        if key in kwargs:
+            raise ConfigError(f"{where}.{key} would have no effect: set {instead} (the objective is "
+                              "regularizer.alpha * loss + regularizer.lambda * regularizer, on loss.label)")
     reg.get(spec["name"])
     reg.check_kwargs(spec["name"], _strip_wrapper_keys(registry_name, kwargs), where + ".")
     return dict(spec)
@@ -238,6 +262,16 @@ class DataConfig:
     synthetic_subjects: int = 96  # size of the embedded default cohort when source=synthetic
     synthetic_shape: list[int] = dataclasses.field(default_factory=lambda: [32, 40, 32])
 
+    def __post_init__(self) -> None:
+        for key in ("shape", "synthetic_shape"):
+            value = getattr(self, key)
+            if value is not None and (len(value) != 3 or not all(
+                    isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value)):
+                raise ConfigError(f"data.{key}={value} must be three whole numbers >= 1 (D, H, W)")
+        if self.num_workers < 0 or self.synthetic_subjects < 1:
+            raise ConfigError(f"data.num_workers={self.num_workers} must be >= 0 and "
+                              f"data.synthetic_subjects={self.synthetic_subjects} >= 1")
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -267,6 +301,24 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None  # cap for quick debugging runs
     checkpoint_every: int = 1  # epochs between checkpoints/last.pt writes
     tensorboard: bool = True  # also write TensorBoard scalars to RUN/tb
+
+    def __post_init__(self) -> None:
+        """Ranges checked when the config is read, before any work (not deep inside the loop)."""
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "step_every": self.step_every,
+                    "log_every": self.log_every, "checkpoint_every": self.checkpoint_every,
+                    "max_steps_per_epoch": self.max_steps_per_epoch, "grad_cache_chunk": self.grad_cache_chunk,
+                    "num_threads": self.num_threads}
+        for key, value in positive.items():
+            if value is not None and value < 1:
+                raise ConfigError(f"train.{key}={value} must be >= 1")
+        for key, value in {"lr": self.lr, "grad_clip": self.grad_clip}.items():
+            if value is not None and not value > 0:
+                raise ConfigError(f"train.{key}={value} must be > 0")
+        for key, value in {"weight_decay": self.weight_decay, "warmup_epochs": self.warmup_epochs,
+                           "probe_every": self.probe_every, "momentum": self.momentum,
+                           "step_gamma": self.step_gamma}.items():
+            if not value >= 0:
+                raise ConfigError(f"train.{key}={value} must be >= 0")
 
 
 @dataclasses.dataclass

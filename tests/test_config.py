@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from medssl.config import PretrainConfig, load_config, parse_overrides
@@ -37,3 +39,45 @@ def test_overrides_win_and_types_are_coerced() -> None:
     cfg = load_config(None, ["model.name=tiny_cnn3d", "model.width=4", "train.lr=1"], PretrainConfig)
     assert cfg.model == {"name": "tiny_cnn3d", "width": 4}
     assert isinstance(cfg.train.lr, float) and cfg.train.lr == 1.0
+
+
+# ---- found by the config/CLI audit ------------------------------------------------------------------
+
+
+def test_a_runs_resolved_config_loads_again_and_exponent_floats_are_floats(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from medssl.config import PretrainConfig, load_config, save_resolved
+
+    cfg = load_config("configs/debug/tiny_cpu.yaml", ["train.lr=1e-4", "loss.temperature=5e-2"], PretrainConfig)
+    assert cfg.train.lr == 1e-4 and cfg.loss["temperature"] == 0.05
+    save_resolved(cfg, tmp_path / "config.yaml", {"git_sha": "abc", "resumed": False})
+    again = load_config(tmp_path / "config.yaml", [], PretrainConfig)  # the _run provenance is skipped
+    assert again == cfg
+
+
+@pytest.mark.parametrize("override,match", [
+    ("train.batch_size=0", "train.batch_size=0 must be >= 1"),
+    ("train.checkpoint_every=0", "checkpoint_every"),
+    ("train.lr=-1.0", "train.lr=-1.0 must be > 0"),
+    ("train.epochs=-1", "train.epochs"),
+    ("data.shape=[0,8,8]", "data.shape"),
+    ("loss.alpha=0", "loss.alpha would have no effect: set regularizer.alpha"),
+])
+def test_out_of_range_and_ineffective_settings_fail_when_read(override: str, match: str) -> None:
+    from medssl.config import PretrainConfig, load_config
+
+    with pytest.raises(ConfigError, match=re.escape(match)):
+        load_config("configs/debug/tiny_cpu.yaml", [override], PretrainConfig)
+
+
+def test_a_bad_component_value_is_one_line_and_leaves_an_existing_run_alone(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Components were built after --overwrite had emptied the run folder: a typo cost the run."""
+    from medssl.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "encoder.pt").write_text("the previous run")
+    for bad in ("loss.temperature=-1", "views.backend=foo", "loss.label=agee"):
+        assert main(["pretrain", "configs/debug/tiny_cpu.yaml", "--overwrite", f"out={run}", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("medssl pretrain: error:"), err
+    assert (run / "encoder.pt").read_text() == "the previous run"

@@ -6,10 +6,9 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-import yaml
 from torch import nn
 
-from medssl.config import DataConfig, component_kwargs, to_dict
+from medssl.config import DataConfig, component_kwargs, load_yaml, to_dict
 from medssl.errors import OutputExistsError
 from medssl.registry import BACKBONES, HEADS, LOSSES
 from medssl.utils.io import ensure_writable
@@ -73,7 +72,7 @@ def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool,
         return False
     ckpt, saved = run_dir / state, run_dir / "config.yaml"
     if ckpt.exists() and saved.exists():
-        old = yaml.safe_load(saved.read_text()) or {}
+        old = load_yaml(saved.read_text()) or {}
         old.pop("_run", None)
         new = to_dict(cfg)
         if resume or old == new:

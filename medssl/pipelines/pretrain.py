@@ -10,7 +10,7 @@ import torch
 
 from medssl.config import PretrainConfig, component_kwargs, save_resolved, to_dict
 from medssl.engine.launch import init_distributed_from_env, shutdown_distributed
-from medssl.errors import DataError
+from medssl.errors import ConfigError, DataError
 from medssl.engine.train import train_loop
 from medssl.models.backbones import COMPUTE_ONLY_KWARGS
 from medssl.models.encoder_io import save_encoder
@@ -59,9 +59,9 @@ def build_method(cfg: PretrainConfig, input_shape: list[int] | None = None) -> t
         kwargs.setdefault("label", cfg.loss.get("label"))
     if "input_shape" in params and (input_shape or cfg.data.shape):
         kwargs.setdefault("input_shape", list(input_shape or cfg.data.shape))
-    if "bias" in params:
+    if "bias" in params:  # the regulariser's bias (default site), else a loss that takes one (fairkl)
         kwargs.setdefault("bias", cfg.regularizer.get("bias", "site")
-                          if cfg.regularizer["name"] != "none" else None)
+                          if cfg.regularizer["name"] != "none" else cfg.loss.get("bias"))
     return factory(backbone=backbone, head=head, loss=objective, **kwargs)
 
 
@@ -71,32 +71,28 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
     rank, world, device = init_distributed_from_env(device)
     run_dir = Path(cfg.out)
     try:
-        resuming = prepare_run_dir(run_dir, cfg, resume, overwrite) if rank == 0 else True
         seed_everything(cfg.train.seed)
+        from medssl.data import CohortDataset
+
+        cohort = open_configured_cohort(cfg.data)
+        transform, augment = build_views(cfg.views, device)
+        train_set = CohortDataset(cohort.select([cfg.data.train_split]), transform=transform,
+                                  shape=cfg.data.shape, resize=cfg.data.resize, cache_dir=cfg.data.cache_dir)
+        input_shape = list(cfg.data.shape or cohort.image_shape)
+        try:
+            method = build_method(cfg, input_shape)
+        except (ValueError, TypeError) as exc:  # a component refused its settings
+            raise ConfigError(f"invalid settings in the config (model/head/method/loss/regularizer): {exc}") \
+                from exc
+        check_labels(train_set.cohort, {"label": getattr(method, "label", None),
+                                        "bias": getattr(method, "bias", None)})
+        # everything is built: only now is the run folder touched (a bad config never costs a run)
+        resuming = prepare_run_dir(run_dir, cfg, resume, overwrite) if rank == 0 else True
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_resolved(cfg, run_dir / "config.yaml", {**environment_info(), "resumed": resuming})
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        from medssl.data import CohortDataset
-
-        cohort = open_configured_cohort(cfg.data)
-        views = dict(cfg.views)
-        backend = views.pop("backend", "torch")
-        preset = views.pop("name")
-        transform, augment = None, None
-        if backend == "monai":
-            from medssl.transforms import monai_view_transform
-
-            transform = TwoViewsTransform(monai_view_transform(preset, **views))
-        else:
-            augment = VIEWS.build(preset, **views).to(device)
-        train_set = CohortDataset(cohort.select([cfg.data.train_split]), transform=transform,
-                                  shape=cfg.data.shape, resize=cfg.data.resize)
-        input_shape = list(cfg.data.shape or cohort.image_shape)
-        method = build_method(cfg, input_shape)
-        check_labels(train_set.cohort, {"label": getattr(method, "label", None),
-                                        "bias": getattr(method, "bias", None)})
         probe = make_probe(cohort, cfg, device) if cfg.train.probe_every else None
         train_loop(method, train_set, augment, cfg.train, run_dir, device=device, rank=rank,
                    world=world, on_epoch_end=probe, num_workers=cfg.data.num_workers,
@@ -119,6 +115,27 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
     return run_dir
 
 
+def build_views(views_cfg: dict[str, Any], device: torch.device) -> tuple[Any, Any]:
+    """``(per-sample CPU transform, batched device augmenter)``, one of them None, from ``views``."""
+    views = dict(views_cfg)
+    backend = views.pop("backend", "torch")
+    preset = views.pop("name")
+    if backend not in ("torch", "monai"):
+        raise ConfigError(f"views.backend={backend!r} must be 'torch' (batched on the device) or 'monai' "
+                          "(per sample, in the DataLoader workers)")
+    try:
+        if backend == "monai":
+            from medssl.transforms import monai_view_transform
+
+            return TwoViewsTransform(monai_view_transform(preset, **views)), None
+        return None, VIEWS.build(preset, **views).to(device)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid views settings: {exc}") from exc
+
+
+LABEL_KEYS = ("age", "sex", "site")  # numeric batch keys a loss can take as y or bias
+
+
 def check_labels(cohort: Any, roles: dict[str, str | None]) -> None:
     """``DataError`` when a training scan lacks a value the objective reads (``{"label": "age", ...}``).
 
@@ -127,6 +144,9 @@ def check_labels(cohort: Any, roles: dict[str, str | None]) -> None:
     """
     table = cohort.table
     for role, key in roles.items():
+        if key and key not in LABEL_KEYS:
+            raise ConfigError(f"the objective's {role} {key!r} is not a batch key it can read; "
+                              f"use one of {', '.join(LABEL_KEYS)}")
         if not key or key not in table.columns:
             continue
         column = table[key]

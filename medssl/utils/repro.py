@@ -21,15 +21,18 @@ def seed_everything(seed: int) -> None:
 
 
 def git_sha(path: str | Path | None = None) -> str | None:
-    """The commit of the git checkout holding ``path`` (default: the medssl sources), or None."""
+    """The commit of the git checkout holding ``path`` (default: the medssl sources), with a
+    ``-dirty`` suffix when tracked files differ from it (the run did not run that commit), or None."""
     where = Path(path) if path else Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5
-        )
+        head, status = (subprocess.run(cmd, cwd=where, capture_output=True, text=True, timeout=5)
+                        for cmd in (["git", "rev-parse", "HEAD"],
+                                    ["git", "status", "--porcelain", "--untracked-files=no"]))
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if head.returncode != 0 or not head.stdout.strip():
+        return None
+    return head.stdout.strip() + ("-dirty" if status.returncode == 0 and status.stdout.strip() else "")
 
 
 def environment_info() -> dict[str, Any]:

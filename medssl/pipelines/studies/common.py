@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medssl.config import PretrainConfig, from_dict, merge, to_dict
+from medssl.config import PretrainConfig, from_dict, load_yaml, merge, to_dict
 from medssl.errors import ConfigError, DataError, OutputExistsError
 from medssl.pipelines.studies.config import StudyConfig, resolve_file
 from medssl.utils.io import ensure_writable, write_text
@@ -81,7 +81,7 @@ def pretrain_config(cfg: StudyConfig, arm: dict[str, Any], data: Path, seed: int
         if not path.is_file():
             raise ConfigError(f"study base {cfg.base!r} does not exist (relative to the working folder "
                               "or the repository)")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
     raw = merge(merge(raw, cfg.pretrain), arm)
     raw = merge(raw, {"data": {"source": str(data), "modality": cfg.cohort.modality},
                       "train": {"seed": seed}, "out": str(out)})

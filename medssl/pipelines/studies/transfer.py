@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from medssl.config import from_dict, merge
+from medssl.config import from_dict, load_yaml, merge
 from medssl.errors import ConfigError
 from medssl.pipelines.studies import figures
 from medssl.pipelines.studies.common import (
@@ -81,7 +80,7 @@ def finetune_task(cfg: StudyConfig, task: str, source: Path, inits: list[str], m
         base = resolve_file(cfg.transfer.base.format(task=task))
         if not base.is_file():
             raise ConfigError(f"transfer.base {base} does not exist")
-        raw = yaml.safe_load(base.read_text()) or {}
+        raw = load_yaml(base.read_text()) or {}
     raw = merge(merge(raw, {"model": model}), cfg.transfer.finetune)
     raw = merge(raw, {"data": {"source": str(source), "modality": cfg.cohort.modality},
                       "task": {"positive": task}, "init": inits, "train": {"seed": seed},
