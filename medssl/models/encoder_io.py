@@ -51,21 +51,36 @@ def load_encoder(source: str | Path, map_location: str | torch.device = "cpu") -
         DataError: missing files, or keys that do not match (both lists are reported).
     """
     path = resolve_encoder_path(source)
-    card = json.loads(card_path(path).read_text())
-    spec = dict(card["backbone"])
-    backbone = BACKBONES.build(spec.pop("name"), **spec)
+    try:
+        card = json.loads(card_path(path).read_text())
+        spec = dict(card["backbone"])
+        name = spec.pop("name")
+    except (ValueError, KeyError, TypeError) as exc:  # corrupt JSON, no backbone section or name
+        raise DataError(f"{card_path(path)} is not an encoder card with a 'backbone' {{'name': ...}} "
+                        f"section: {exc!r}") from exc
+    backbone = BACKBONES.build(name, **spec)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt or truncated file
         raise DataError(f"cannot read encoder weights {path}: {exc}") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"{path} holds {type(state).__name__}, not a state dict of tensors")
     missing, unexpected = _key_diff(backbone.state_dict().keys(), state.keys())
     if missing or unexpected:
         raise DataError(
-            f"{path} does not match backbone {card['backbone']['name']!r}: "
+            f"{path} does not match backbone {name!r}: "
             f"missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected keys {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
         )
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(state[k].shape)}" for k, v in backbone.state_dict().items()
+              if v.shape != state[k].shape]
+    if shapes:
+        raise DataError(f"{path} does not fit the card's backbone {card['backbone']}: "
+                        f"{len(shapes)} tensor(s) differ in shape (card vs file), e.g. {shapes[:3]}")
     backbone.load_state_dict(state, strict=True)
+    if card.get("num_features", backbone.num_features) != backbone.num_features:
+        raise DataError(f"{card_path(path)} says num_features={card['num_features']} but its backbone "
+                        f"has {backbone.num_features}")
     return backbone, card
 
 
