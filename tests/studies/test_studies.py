@@ -120,11 +120,10 @@ def test_load_study_rejects_bad_configs(tmp_path: Path) -> None:
         load_study(EXP / "regression_cpu.yaml", ["seeds=[0,0]"])
     with pytest.raises(ConfigError, match="unknown key"):
         load_study(EXP / "regression_cpu.yaml", ["sedes=[0]"])
-    with pytest.raises(ConfigError, match="unknown key 'train.epoch'"):
-        from medssl.pipelines.studies.common import pretrain_config
-
-        cfg = load_study(EXP / "regression_cpu.yaml", ["pretrain.train.epoch=1"])
-        pretrain_config(cfg, cfg.arms["simclr"], tmp_path, 0, tmp_path / "r")
+    with pytest.raises(ConfigError, match="arms.simclr .*unknown key 'train.epoch'"):  # caught when read
+        load_study(EXP / "regression_cpu.yaml", ["pretrain.train.epoch=1"])
+    with pytest.raises(ConfigError, match="arms.yaware .*unknown key 'loss.sigm'"):  # not after arm 1 trained
+        load_study(EXP / "regression_cpu.yaml", ["arms.yaware.loss.sigm=2.0"])
 
 
 def test_every_experiment_config_resolves(tmp_path: Path) -> None:

@@ -94,6 +94,13 @@ def load_study(path: str | Path | None, overrides: list[str] | tuple[str, ...] =
         raise ConfigError(f"{where}: grid.sigma and grid.tau must be non-empty lists")
     if cfg.study == "transfer" and not cfg.transfer.tasks:
         raise ConfigError(f"{where}: transfer.tasks is empty; use e.g. [scz, bd, asd]")
+    from medssl.pipelines.studies.common import pretrain_config
+
+    for name, spec in cfg.arms.items():  # every arm's config now, not when its turn comes
+        try:
+            pretrain_config(cfg, spec, Path("data"), cfg.seeds[0], Path("out"))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: arms.{name} (merged over base and pretrain): {exc}") from exc
     return cfg
 
 
