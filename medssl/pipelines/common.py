@@ -11,7 +11,7 @@ from torch import nn
 from medssl.config import DataConfig, component_kwargs, load_yaml, to_dict
 from medssl.errors import OutputExistsError
 from medssl.registry import BACKBONES, HEADS, LOSSES
-from medssl.utils.io import ensure_writable
+from medssl.utils.io import ensure_writable, write_text
 
 
 def open_configured_cohort(data: DataConfig) -> Any:
@@ -61,7 +61,8 @@ def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool,
     ``state`` is the path, inside ``run_dir``, whose presence means there is progress to resume.
 
     Re-running the same config on a folder holding its checkpoint resumes it; ``resume=True`` also
-    resumes with a changed config (e.g. more epochs). A folder holding only ``config.yaml`` (a run that
+    resumes with a changed config (e.g. more epochs), keeping the previous one as
+    ``config.before-resume-<k>.yaml`` (the run's provenance: which epochs ran with which settings). A folder holding only ``config.yaml`` (a run that
     stopped before training began, e.g. on a config error) starts again. Anything else in a non-empty
     folder is refused unless ``overwrite``.
     """
@@ -75,7 +76,12 @@ def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool,
         old = load_yaml(saved.read_text()) or {}
         old.pop("_run", None)
         new = to_dict(cfg)
-        if resume or old == new:
+        if old == new:
+            return True
+        if resume:  # keep the config the earlier epochs ran with: config.yaml is rewritten next
+            archive = next(run_dir / f"config.before-resume-{k}.yaml" for k in range(1, 10_000)
+                           if not (run_dir / f"config.before-resume-{k}.yaml").exists())
+            write_text(archive, saved.read_text())
             return True
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise OutputExistsError(

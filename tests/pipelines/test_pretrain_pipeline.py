@@ -155,3 +155,15 @@ def test_a_training_scan_without_the_loss_label_is_refused_by_name(cohort: Path,
 
     table["age"] = pd.to_numeric(table["age"], errors="coerce")
     check_labels(SimpleNamespace(table=table, source="x"), {"label": None, "bias": "site"})  # SimCLR: fine
+
+
+def test_resuming_with_a_changed_config_keeps_the_earlier_one(cohort: Path, tmp_path: Path) -> None:
+    """``--resume`` with more epochs rewrites config.yaml; the config the first epochs ran with is kept."""
+    import yaml
+
+    run = pretrain(tiny(cohort, tmp_path / "run", "train.epochs=1"))
+    pretrain(tiny(cohort, tmp_path / "run", "train.epochs=2"), resume=True)
+    before = yaml.safe_load((run / "config.before-resume-1.yaml").read_text())
+    after = yaml.safe_load((run / "config.yaml").read_text())
+    assert before["train"]["epochs"] == 1 and after["train"]["epochs"] == 2
+    assert not (run / "config.before-resume-2.yaml").exists()
