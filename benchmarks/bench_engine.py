@@ -16,7 +16,6 @@ import contextlib
 import json
 import statistics
 import tempfile
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -45,10 +44,6 @@ class RepeatedVolumes(Dataset):
                 "age": torch.tensor(6.0 + i % 80), "site": torch.tensor(i % 60)}
 
 
-def _no_prefetch(batches: Iterable[dict], move: Any, device: torch.device) -> Iterator[dict]:
-    return (move(batch) for batch in batches)
-
-
 def engine_throughput(backbone: str, subjects: int, shape: tuple[int, int, int], device: torch.device,
                       steps: int, warmup: int, workers: int, prefetch: bool,
                       channels_last: bool = True) -> dict[str, Any]:
@@ -58,7 +53,8 @@ def engine_throughput(backbone: str, subjects: int, shape: tuple[int, int, int],
                       channels_last=channels_last, max_steps_per_epoch=warmup + steps)
     dataset = RepeatedVolumes(subjects * (warmup + steps), shape)
     method = build_method(backbone)
-    patch = contextlib.nullcontext() if prefetch else mock.patch.object(engine, "device_batches", _no_prefetch)
+    # without a copy stream, device_batches moves each batch in the step (the engine's CPU path)
+    patch = contextlib.nullcontext() if prefetch else mock.patch.object(engine, "side_stream", lambda device: None)
     with tempfile.TemporaryDirectory() as run_dir, patch:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True

@@ -16,9 +16,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-SEED_BITS = 32  # MONAI's ``set_random_state`` takes seeds < 2**32
-
-
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A well-mixed 32-bit seed of one item in one epoch (``numpy.random.SeedSequence``; a negative
     run seed is taken modulo 2**64, as numpy needs non-negative entropy)."""
