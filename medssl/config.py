@@ -309,8 +309,8 @@ class TrainConfig:
                     "max_steps_per_epoch": self.max_steps_per_epoch, "grad_cache_chunk": self.grad_cache_chunk,
                     "num_threads": self.num_threads}
         for key, value in positive.items():
-            if value is not None and value < 1:
-                raise ConfigError(f"train.{key}={value} must be >= 1")
+            if value is not None and (isinstance(value, bool) or value < 1):
+                raise ConfigError(f"train.{key}={value!r} must be >= 1 (a whole number)")
         for key, value in {"lr": self.lr, "grad_clip": self.grad_clip}.items():
             if value is not None and not value > 0:
                 raise ConfigError(f"train.{key}={value} must be > 0")

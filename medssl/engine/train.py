@@ -128,12 +128,9 @@ def check_options(method: nn.Module, cfg: TrainConfig) -> int | None:
             "the checkpointed stages (their BatchNorm-freezing context_fn; torch 2.11-2.13); turn "
             "one of them off (train.grad_cache_chunk saves more memory than checkpointing)"
         )
-    chunk = cfg.grad_cache_chunk
+    chunk = cfg.grad_cache_chunk  # its range is checked by TrainConfig
     if chunk is None:
         return None
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ConfigError(f"train.grad_cache_chunk={chunk!r} must be a whole number of subjects "
-                          ">= 1, or null to run the encoder on the whole batch at once")
     if not (isinstance(method, Method) and method.supports_grad_cache()):
         raise ConfigError(
             f"train.grad_cache_chunk={chunk} needs a method that splits its step into embed / "
