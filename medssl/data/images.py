@@ -131,10 +131,11 @@ def check_grid(paths: Sequence[str], tol_mm: float = 1e-3) -> tuple[int, int, in
     """
     if not len(paths):
         raise DataError("the cohort has no scans")
-    first, (first_shape, _) = paths[0], image_grid(paths[0])
+    first, first_shape = paths[0], None
     ref: tuple[str, tuple[float, float, float]] | None = None  # first NIfTI and its voxel size
-    for i, path in enumerate(paths):
+    for i, path in enumerate(paths):  # each header read once
         shape, zooms = image_grid(path)
+        first_shape = first_shape or shape
         if shape != first_shape:
             raise DataError(
                 f"{path}: shape {shape} differs from {first_shape} of {first} "
@@ -148,7 +149,7 @@ def check_grid(paths: Sequence[str], tol_mm: float = 1e-3) -> tuple[int, int, in
                 f"(row {i + 1}); resample all scans to one voxel size beforehand "
                 "(e.g. nilearn.image.resample_img, ANTs or FSL)"
             )
-    return first_shape
+    return first_shape  # type: ignore[return-value]
 
 
 def _mm(zooms: tuple[float, float, float]) -> str:

@@ -65,14 +65,15 @@ def load_encoder(source: str | Path, map_location: str | torch.device = "cpu") -
         raise DataError(f"cannot read encoder weights {path}: {exc}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(f"{path} holds {type(state).__name__}, not a state dict of tensors")
-    missing, unexpected = _key_diff(backbone.state_dict().keys(), state.keys())
+    expected = backbone.state_dict()
+    missing, unexpected = _key_diff(expected.keys(), state.keys())
     if missing or unexpected:
         raise DataError(
             f"{path} does not match backbone {name!r}: "
             f"missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected keys {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
         )
-    shapes = [f"{k} {tuple(v.shape)} vs {tuple(state[k].shape)}" for k, v in backbone.state_dict().items()
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(state[k].shape)}" for k, v in expected.items()
               if v.shape != state[k].shape]
     if shapes:
         raise DataError(f"{path} does not fit the card's backbone {card['backbone']}: "

@@ -62,9 +62,9 @@ def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool,
 
     Re-running the same config on a folder holding its checkpoint resumes it; ``resume=True`` also
     resumes with a changed config (e.g. more epochs), keeping the previous one as
-    ``config.before-resume-<k>.yaml`` (the run's provenance: which epochs ran with which settings). A folder holding only ``config.yaml`` (a run that
-    stopped before training began, e.g. on a config error) starts again. Anything else in a non-empty
-    folder is refused unless ``overwrite``.
+    ``config.before-resume-<k>.yaml`` (the run's provenance: which epochs ran with which settings). A
+    folder holding only ``config.yaml`` (a run that stopped before training began, e.g. on a config
+    error) starts again. Anything else in a non-empty folder is refused unless ``overwrite``.
     """
     if overwrite:
         ensure_writable(run_dir, overwrite=True)

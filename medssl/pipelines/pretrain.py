@@ -10,8 +10,8 @@ import torch
 
 from medssl.config import PretrainConfig, component_kwargs, save_resolved, to_dict
 from medssl.engine.launch import init_distributed_from_env, shutdown_distributed
-from medssl.errors import ConfigError, DataError
 from medssl.engine.train import train_loop
+from medssl.errors import ConfigError, DataError
 from medssl.models.backbones import COMPUTE_ONLY_KWARGS
 from medssl.models.encoder_io import save_encoder
 from medssl.pipelines.common import (

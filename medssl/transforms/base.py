@@ -4,9 +4,9 @@ Every op draws, for all B samples at once, whether it applies (``u < p``) and it
 the augmented batch, and keeps the input where it does not apply: by a blend (``torch.where``), or, for
 ops whose parameters have an identity value (zero noise, a delta kernel, an identity resampling
 matrix, a zero log-field), by giving the other samples that value, which saves the blend's pass over
-the batch and leaves them bit-identical (with TF32 matmuls off, PyTorch's default). Work is done for every sample, but nothing depends on data
-values: no host-device synchronisation, no dynamic shapes, and a fixed number of random draws per call
-(so a seeded ``torch.Generator`` reproduces a call).
+the batch and leaves them bit-identical (with TF32 matmuls off, PyTorch's default). Work is done for
+every sample, but nothing depends on data values: no host-device synchronisation, no dynamic shapes,
+and a fixed number of random draws per call (so a seeded ``torch.Generator`` reproduces a call).
 """
 
 from __future__ import annotations
