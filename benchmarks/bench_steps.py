@@ -22,13 +22,14 @@ import torch
 from torch import nn
 
 import medssl.methods  # noqa: F401  (registers the siamese method)
+from medssl.config import ObjectiveConfig
 from medssl.engine.grad_cache import grad_cache_step
 from medssl.engine.optim import build_optimizer
 from medssl.pipelines.common import build_backbone, build_head, build_objective
 from medssl.registry import BACKBONES, METHODS, VIEWS
 
 HEAD = {"name": "mlp", "hidden_dims": [512], "out_dim": 128}
-LOSS = {"name": "yaware", "temperature": 0.1, "sigma": 5.0, "kernel": "rbf", "label": "age"}
+LOSS = {"name": "yaware", "temperature": 0.1, "sigma": 5.0, "kernel": "rbf"}  # on age (label= below)
 CL = torch.channels_last_3d
 
 
@@ -69,7 +70,7 @@ def build_method(
         spec["stem_space_to_depth"] = stem_space_to_depth
     net = build_backbone(spec, checkpointing)
     head = build_head(HEAD, net.num_features)
-    objective = build_objective(loss or LOSS, {"name": "none"})
+    objective = build_objective(loss or LOSS, {"name": "none"}, ObjectiveConfig(label="age"))
     return METHODS.get("siamese")(backbone=net, head=head, loss=objective, label="age")
 
 

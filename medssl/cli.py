@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 COMMAND_MODULES = (
     "medssl.commands.data",
@@ -34,9 +35,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_medssl_warnings_as_one_line() -> None:
+    """Print ``MedsslWarning`` as ``medssl: warning: ...`` (one line, no source line); others as usual."""
+    from medssl.errors import MedsslWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, MedsslWarning):
+            print(f"medssl: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     from medssl.errors import MedsslError
 
+    show_medssl_warnings_as_one_line()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and isinstance(getattr(args, "overrides", None), list) and all(

@@ -14,18 +14,22 @@ Examples:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import inspect
+import math
 import re
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from medssl import registry
-from medssl.errors import ConfigError
+from medssl.errors import ConfigError, MedsslWarning
 
 C = TypeVar("C")
 
@@ -101,7 +105,11 @@ def load_config(
             raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
-    raw = merge(raw, parse_overrides(overrides))
+    upgrade = getattr(schema, "upgrade", None)  # old key homes -> new ones, one layer at a time
+    if upgrade is not None:
+        raw = merge(upgrade(raw, str(path or "the config")), upgrade(parse_overrides(overrides), "the overrides"))
+    else:
+        raw = merge(raw, parse_overrides(overrides))
     if schema is dict:
         return raw  # type: ignore[return-value]
     return from_dict(schema, raw)
@@ -111,7 +119,7 @@ def from_dict(schema: type[C], raw: dict[str, Any], prefix: str = "") -> C:
     """Build a schema dataclass from a nested dict, checking keys, types and components."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(schema)}  # type: ignore[arg-type]
+    fields = {config_key(f): f for f in dataclasses.fields(schema)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(schema)
     raw = {k: v for k, v in raw.items() if not str(k).startswith("_")}  # provenance, e.g. _run
     for key in raw:
@@ -124,7 +132,7 @@ def from_dict(schema: type[C], raw: dict[str, Any], prefix: str = "") -> C:
     defaults = schema()  # type: ignore[call-arg]
     values: dict[str, Any] = {}
     for name, fld in fields.items():
-        default = getattr(defaults, name)
+        default = getattr(defaults, fld.name)
         where = prefix + name
         if "registry" in fld.metadata:
             if name in raw and not isinstance(raw[name], dict):
@@ -132,14 +140,19 @@ def from_dict(schema: type[C], raw: dict[str, Any], prefix: str = "") -> C:
             spec = merge(default, raw[name]) if name in raw else default
             if name in raw and raw[name].get("name", default["name"]) != default["name"]:
                 spec = dict(raw[name])  # another component: the default's kwargs do not apply
-            values[name] = check_component(fld.metadata["registry"], spec, where)
+            values[fld.name] = check_component(fld.metadata["registry"], spec, where)
         elif dataclasses.is_dataclass(default):
-            values[name] = from_dict(type(default), raw.get(name, {}) or {}, where + ".")
+            values[fld.name] = from_dict(type(default), raw.get(name, {}) or {}, where + ".")
         elif name in raw:
-            values[name] = coerce(raw[name], hints[name], where)
+            values[fld.name] = coerce(raw[name], hints[fld.name], where)
         else:
-            values[name] = default
+            values[fld.name] = default
     return schema(**values)
+
+
+def config_key(fld: dataclasses.Field) -> str:  # type: ignore[type-arg]
+    """The key a field is written as in YAML: its name, or ``metadata["key"]`` (``lambda``)."""
+    return fld.metadata.get("key", fld.name)
 
 
 def check_component(registry_name: str, spec: dict[str, Any], where: str) -> dict[str, Any]:
@@ -148,12 +161,6 @@ def check_component(registry_name: str, spec: dict[str, Any], where: str) -> dic
         return {"name": "none"}
     reg = getattr(registry, registry_name)
     kwargs = {k: v for k, v in spec.items() if k != "name" and not k.startswith("_")}
-    ignored = {"loss": {"alpha": "regularizer.alpha", "lambda": "regularizer.lambda"},
-               "regularizer": {"label": "loss.label"}}.get(where, {})
-    for key, instead in ignored.items():
-        if key in kwargs:
-            raise ConfigError(f"{where}.{key} would have no effect: set {instead} (the objective is "
-                              "regularizer.alpha * loss + regularizer.lambda * regularizer, on loss.label)")
     reg.get(spec["name"])
     reg.check_kwargs(spec["name"], _strip_wrapper_keys(registry_name, kwargs), where + ".")
     return dict(spec)
@@ -161,7 +168,6 @@ def check_component(registry_name: str, spec: dict[str, Any], where: str) -> dic
 
 # Keys of a component section consumed by the pipeline rather than passed to the factory.
 WRAPPER_KEYS = {
-    "LOSSES": {"lambda", "alpha", "label", "bias"},  # label/bias: batch keys fed as y/bias
     "VIEWS": {"backend"},  # "monai" (per sample, CPU workers) or "torch" (batched, on device)
 }
 
@@ -228,8 +234,14 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """A schema instance as a plain nested dict (what ``save_resolved`` writes)."""
-    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+    """A schema instance as a plain nested dict, keys as written in YAML (what ``save_resolved`` writes)."""
+    if not dataclasses.is_dataclass(cfg):
+        return dict(cfg)
+    out = {}
+    for fld in dataclasses.fields(cfg):
+        value = getattr(cfg, fld.name)
+        out[config_key(fld)] = to_dict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+    return out
 
 
 def save_resolved(cfg: Any, path: str | Path, extra: dict[str, Any] | None = None) -> None:
@@ -321,9 +333,81 @@ class TrainConfig:
                 raise ConfigError(f"train.{key}={value} must be >= 0")
 
 
+LABEL_KEYS = ("age", "sex", "site")  # numeric batch keys an objective can read as its label or bias
+INSTANCE = "instance"  # objective.label asking on purpose for instance discrimination (no label)
+
+
+@dataclasses.dataclass
+class ObjectiveConfig:
+    """What is learned, in one place: ``alpha * loss(z1, z2, y=batch[label], bias=batch[bias]) + lambda * R``.
+
+    ``R`` is the regulariser (``regularizer:``, e.g. FairKL). ``label`` is what the loss (or a
+    supervised method) learns from: ``age`` for y-aware / L_thr / L_exp, ``sex`` for SupCon, or
+    ``instance`` to train a label-using loss without labels on purpose (each subject its own class).
+    ``bias`` is what a debiasing regulariser removes (``site`` for FairKL). These keys stay when a
+    component's ``name`` changes, so swapping y-aware for L_exp keeps the label.
+    """
+
+    label: str | None = None
+    bias: str | None = None
+    alpha: float = 1.0  # weight of the loss
+    lam: float = dataclasses.field(default=1.0, metadata={"key": "lambda"})  # weight of the regulariser
+
+    def __post_init__(self) -> None:
+        for key, value, accepted in (("label", self.label, (*LABEL_KEYS, INSTANCE)), ("bias", self.bias, LABEL_KEYS)):
+            if value is not None and value not in accepted:
+                raise ConfigError(f"objective.{key}={value!r} must be one of {', '.join(accepted)}")
+        for key, value in (("alpha", self.alpha), ("lambda", self.lam)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"objective.{key}={value} must be a finite number >= 0")
+
+    @property
+    def batch_label(self) -> str | None:
+        """The batch key fed as ``y`` (None for ``instance``)."""
+        return None if self.label == INSTANCE else self.label
+
+
+# Old homes of the objective's keys, before the ``objective:`` section: (section, key) -> objective key.
+OBJECTIVE_MOVES = {("loss", "label"): "label", ("loss", "bias"): "bias", ("loss", "alpha"): "alpha",
+                   ("loss", "lambda"): "lambda", ("regularizer", "label"): "label",
+                   ("regularizer", "bias"): "bias", ("regularizer", "alpha"): "alpha",
+                   ("regularizer", "lambda"): "lambda", ("method", "label"): "label",
+                   ("method", "bias"): "bias"}
+
+
+def move_objective_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """One layer of a pretrain config with ``loss.label`` & co. moved to ``objective:`` (a warning each).
+
+    Each layer (a YAML file, the overrides, a study arm) moves on its own, before layers merge, so a
+    later layer that renames the loss cannot drop an earlier layer's label.
+
+    Examples:
+        >>> move_objective_keys({"loss": {"name": "exp", "label": "age"}}, "x.yaml")
+        {'loss': {'name': 'exp'}, 'objective': {'label': 'age'}}
+    """
+    if not isinstance(raw, dict) or not any(isinstance(raw.get(s), dict) and k in raw[s]
+                                            for s, k in OBJECTIVE_MOVES):
+        return raw
+    out = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    objective = out.setdefault("objective", {})
+    if not isinstance(objective, dict):
+        raise ConfigError(f"{where}: objective must be a mapping (label, bias, alpha, lambda)")
+    for (section, key), target in OBJECTIVE_MOVES.items():
+        if not isinstance(out.get(section), dict) or key not in out[section]:
+            continue
+        value = out[section].pop(key)
+        if target in objective and objective[target] != value:
+            raise ConfigError(f"{section}.{key}={value!r} and objective.{target}={objective[target]!r} "
+                              f"disagree in {where}; keep objective.{target} only")
+        objective[target] = value
+        warnings.warn(f"{section}.{key} in {where} is now objective.{target}; moved it (write "
+                      f"objective: {{{target}: {value}}} to silence this)", MedsslWarning, stacklevel=2)
+    return out
+
+
 @dataclasses.dataclass
 class PretrainConfig:
-    """``medssl pretrain``: backbone -> projection head -> contrastive loss (+ regulariser)."""
+    """``medssl pretrain``: backbone -> projection head -> objective (loss + regulariser), on ``objective``."""
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: dict[str, Any] = component("resnet18_3d", "BACKBONES")
@@ -333,6 +417,47 @@ class PretrainConfig:
     regularizer: dict[str, Any] = dataclasses.field(
         default_factory=lambda: {"name": "none"}, metadata={"registry": "LOSSES"}
     )
+    objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
     views: dict[str, Any] = component("yaware", "VIEWS", backend="torch")
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     out: str = "runs/pretrain"
+
+    upgrade = staticmethod(move_objective_keys)
+
+    def __post_init__(self) -> None:
+        check_objective(self.objective, self.method["name"], self.loss["name"], self.regularizer["name"])
+
+
+def check_objective(objective: ObjectiveConfig, method: str, loss: str, regularizer: str) -> None:
+    """``ConfigError`` when a component needs a label or bias that ``objective`` does not give.
+
+    A loss that reads ``y`` without one would silently fall back to instance discrimination; a
+    regulariser without its bias would fail at the first step. An ``objective.label`` or ``bias`` that
+    no component reads gives a warning.
+    """
+    factory = registry.METHODS.get(method)
+    forwards = "label" in inspect.signature(factory).parameters  # hands labels to the loss/regulariser
+    parts = [(f"loss {loss}", loss), (f"regularizer {regularizer}", regularizer)]
+    components = [(what, registry.LOSSES.get(name)) for what, name in parts if name != "none" and forwards]
+    label_users = [what for what, c in components if getattr(c, "uses_labels", False)]
+    needs_label = [what for what, c in components if getattr(c, "needs_labels", False)]
+    if getattr(factory, "learns_label", False):
+        label_users.append(f"method {method}")
+        needs_label.append(f"method {method}")
+    bias_users = [what for what, c in components if getattr(c, "uses_bias", False)]
+    if label_users and objective.label is None:
+        raise ConfigError(f"{' and '.join(label_users)} learn(s) from a label, and objective.label is not "
+                          f"set: set objective.label=age (or {', '.join(LABEL_KEYS[1:])}); "
+                          f"objective.label={INSTANCE} trains without labels on purpose")
+    if needs_label and objective.label == INSTANCE:
+        raise ConfigError(f"{' and '.join(needs_label)} cannot train without a label "
+                          f"(objective.label={INSTANCE}): set objective.label=age (or another label)")
+    if bias_users and objective.bias is None:
+        raise ConfigError(f"{' and '.join(bias_users)} remove(s) a bias, and objective.bias is not set: "
+                          "set objective.bias=site (the batch key of the bias to remove)")
+    for key, users in (("label", label_users), ("bias", bias_users)):
+        value = getattr(objective, key)
+        if value is not None and not users:
+            warnings.warn(f"objective.{key}={value} is read by no component (method {method}, loss {loss}, "
+                          f"regularizer {regularizer}): this run does not learn from it", MedsslWarning,
+                          stacklevel=2)

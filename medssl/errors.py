@@ -21,3 +21,7 @@ class LeakageError(MedsslError):
 
 class OutputExistsError(MedsslError, FileExistsError):
     """An output already exists and the command was not told to overwrite or resume it."""
+
+
+class MedsslWarning(UserWarning):
+    """Something a user should know but that does not stop the run; the CLI prints it as one line."""

@@ -64,7 +64,7 @@ RECIPE = ["model.name=tiny_cnn3d", f"model.width={4 if TINY else 8}", "head.name
           "head.out_dim=32", "views.name=cutout", "train.batch_size=16", "train.lr=1.0e-3", "train.device=cpu",
           f"train.epochs={1 if TINY else 8}", "train.log_every=50", f"data.source={data}", "data.val_split=null"]
 ARMS = {"simclr": ["loss.name=infonce", "loss.temperature=0.1"],
-        "yaware": ["loss.name=yaware", "loss.temperature=0.1", "loss.sigma=5.0", "loss.label=age"]}
+        "yaware": ["loss.name=yaware", "loss.temperature=0.1", "loss.sigma=5.0", "objective.label=age"]}
 if TINY:
     RECIPE.append("train.max_steps_per_epoch=2")
 runs = {}

@@ -51,7 +51,7 @@ healthy = make_synthetic_cohort(OUT / "healthy", "healthy", n_subjects=48 if TIN
                                 n_external_sites=2, shape=SHAPE, seed=0, overwrite=True)
 cfg = load_config(None, [
     "model.name=tiny_cnn3d", f"model.width={4 if TINY else 8}", "head.name=mlp", "head.hidden_dims=[64]",
-    "head.out_dim=32", "views.name=cutout", "loss.name=yaware", "loss.sigma=5.0", "loss.label=age",
+    "head.out_dim=32", "views.name=cutout", "loss.name=yaware", "loss.sigma=5.0", "objective.label=age",
     "train.batch_size=16", "train.lr=1.0e-3", "train.device=cpu", f"train.epochs={1 if TINY else 8}",
     f"train.max_steps_per_epoch={2 if TINY else 'null'}", f"data.source={healthy}", "data.val_split=null",
     f"out={OUT / 'yaware'}"], PretrainConfig)

@@ -69,7 +69,7 @@ sorted(str(p.relative_to(kit)) for p in kit.rglob("*") if p.is_file())
 cfg = load_config(None, [
     f"data.source={kit}", "data.val_split=null", "model.name=tiny_cnn3d", f"model.width={4 if TINY else 8}",
     "head.name=mlp", "head.hidden_dims=[64]", "head.out_dim=32", "head.l2_norm=true",
-    "loss.name=exp", "loss.sigma=2.0", "loss.variant=code", "loss.base_temperature=0.07", "loss.label=age",
+    "loss.name=exp", "loss.sigma=2.0", "loss.variant=code", "loss.base_temperature=0.07", "objective.label=age",
     "views.name=cutout", "train.batch_size=16", "train.lr=1.0e-3", "train.device=cpu",
     f"train.epochs={1 if TINY else 8}", f"train.max_steps_per_epoch={2 if TINY else 'null'}",
     f"out={OUT / 'exp_tiny'}"], PretrainConfig)

@@ -53,10 +53,10 @@ table.groupby(["split", "site"]).age.agg(["count", "min", "max"]).round(1)
 # %%
 RECIPE = [f"data.source={data}", "data.val_split=null", "model.name=tiny_cnn3d", f"model.width={4 if TINY else 8}",
           "head.name=mlp", "head.hidden_dims=[64]", "head.out_dim=32", "head.l2_norm=true",
-          "loss.name=exp", "loss.sigma=2.0", "loss.variant=code", "loss.base_temperature=0.07", "loss.label=age",
+          "loss.name=exp", "loss.sigma=2.0", "loss.variant=code", "loss.base_temperature=0.07", "objective.label=age",
           "views.name=cutout", "train.batch_size=16", "train.lr=1.0e-3", "train.device=cpu",
           f"train.epochs={1 if TINY else 8}", f"train.max_steps_per_epoch={2 if TINY else 'null'}"]
-FAIRKL = ["regularizer.name=fairkl", "regularizer.lambda=1.0", "regularizer.bias=site", "regularizer.kernel=rbf",
+FAIRKL = ["regularizer.name=fairkl", "objective.lambda=1.0", "objective.bias=site", "regularizer.kernel=rbf",
           "regularizer.sigma=2.0"]
 runs = {name: pretrain(load_config(None, RECIPE + extra + [f"out={OUT / name}"], PretrainConfig), overwrite=True)
         for name, extra in {"exp": [], "exp_fairkl": FAIRKL}.items()}

@@ -60,7 +60,8 @@ def test_a_runs_resolved_config_loads_again_and_exponent_floats_are_floats(tmp_p
     ("train.lr=-1.0", "train.lr=-1.0 must be > 0"),
     ("train.epochs=-1", "train.epochs"),
     ("data.shape=[0,8,8]", "data.shape"),
-    ("loss.alpha=0", "loss.alpha would have no effect: set regularizer.alpha"),
+    ("objective.alpha=-1", "objective.alpha=-1.0 must be a finite number >= 0"),
+    ("objective.label=agee", "objective.label='agee' must be one of age, sex, site, instance"),
 ])
 def test_out_of_range_and_ineffective_settings_fail_when_read(override: str, match: str) -> None:
     from medssl.config import PretrainConfig, load_config
@@ -76,7 +77,7 @@ def test_a_bad_component_value_is_one_line_and_leaves_an_existing_run_alone(tmp_
     run = tmp_path / "run"
     run.mkdir()
     (run / "encoder.pt").write_text("the previous run")
-    for bad in ("loss.temperature=-1", "views.backend=foo", "loss.label=agee"):
+    for bad in ("loss.temperature=-1", "views.backend=foo", "objective.label=agee"):
         assert main(["pretrain", "configs/debug/tiny_cpu.yaml", "--overwrite", f"out={run}", bad]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("medssl pretrain: error:"), err

@@ -75,6 +75,8 @@ class FairKLRegularizer(nn.Module):
         >>> reg(z1, z2, y=age, bias=site)
     """
 
+    uses_labels = uses_bias = needs_labels = True  # the objective's label (y) and bias, both required
+
     def __init__(
         self,
         temperature: float = 1.0,

@@ -34,6 +34,8 @@ class SupervisedRegression(Method):
         use_head: regress from ``head(backbone(x))`` instead of the backbone features.
     """
 
+    learns_label = True  # the config's objective.label is the regression target
+
     def __init__(
         self,
         backbone: nn.Module,

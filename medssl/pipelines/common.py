@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from medssl.config import DataConfig, component_kwargs, load_yaml, to_dict
+from medssl.config import DataConfig, ObjectiveConfig, component_kwargs, load_yaml, to_dict
 from medssl.errors import OutputExistsError
 from medssl.registry import BACKBONES, HEADS, LOSSES
 from medssl.utils.io import ensure_writable, write_text
@@ -39,19 +39,18 @@ def build_head(spec: dict[str, Any], in_dim: int) -> nn.Module:
     return HEADS.build(spec["name"], in_dim=in_dim, **component_kwargs(spec))
 
 
-def build_objective(loss: dict[str, Any], regularizer: dict[str, Any]) -> nn.Module | None:
-    """``alpha * loss + lambda * regularizer`` from the two config sections (None when no loss)."""
+def build_objective(loss: dict[str, Any], regularizer: dict[str, Any],
+                    objective: ObjectiveConfig) -> nn.Module | None:
+    """``objective.alpha * loss + objective.lambda * regularizer`` from the config (None when no loss)."""
     from medssl.losses.combined import CombinedObjective
 
     if loss["name"] == "none":
         return None
-    main = LOSSES.build(loss["name"], **component_kwargs(loss, "LOSSES"))
+    main = LOSSES.build(loss["name"], **component_kwargs(loss))
     reg = None
     if regularizer["name"] != "none":
-        reg = LOSSES.build(regularizer["name"], **component_kwargs(regularizer, "LOSSES"))
-    return CombinedObjective(
-        main, reg, alpha=float(regularizer.get("alpha", 1.0)), lam=float(regularizer.get("lambda", 1.0))
-    )
+        reg = LOSSES.build(regularizer["name"], **component_kwargs(regularizer))
+    return CombinedObjective(main, reg, alpha=objective.alpha, lam=objective.lam)
 
 
 def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool,

@@ -24,7 +24,7 @@ DEMO_RECIPE = [
 ]
 ARMS = {
     "simclr": ["loss.name=infonce", "loss.temperature=0.1"],
-    "yaware": ["loss.name=yaware", "loss.temperature=0.1", "loss.sigma=5.0", "loss.label=age"],
+    "yaware": ["loss.name=yaware", "loss.temperature=0.1", "loss.sigma=5.0", "objective.label=age"],
 }
 DEMO_COHORT = dict(cohort="healthy", n_subjects=160, n_sites=6, n_external_sites=2,
                    shape=(32, 40, 32), seed=0)

@@ -51,17 +51,16 @@ def build_method(cfg: PretrainConfig, input_shape: list[int] | None = None) -> t
     """
     backbone = build_backbone(cfg.model, cfg.train.activation_checkpointing)
     head = build_head(cfg.head, backbone.num_features)
-    objective = build_objective(cfg.loss, cfg.regularizer)
+    objective = build_objective(cfg.loss, cfg.regularizer, cfg.objective)
     factory = METHODS.get(cfg.method["name"])
     kwargs = component_kwargs(cfg.method)
     params = inspect.signature(factory).parameters
-    if "label" in params:
-        kwargs.setdefault("label", cfg.loss.get("label"))
+    if "label" in params:  # what the objective reads: checked against the components when read
+        kwargs["label"] = cfg.objective.batch_label
+    if "bias" in params:
+        kwargs["bias"] = cfg.objective.bias
     if "input_shape" in params and (input_shape or cfg.data.shape):
         kwargs.setdefault("input_shape", list(input_shape or cfg.data.shape))
-    if "bias" in params:  # the regulariser's bias (default site), else a loss that takes one (fairkl)
-        kwargs.setdefault("bias", cfg.regularizer.get("bias", "site")
-                          if cfg.regularizer["name"] != "none" else cfg.loss.get("bias"))
     return factory(backbone=backbone, head=head, loss=objective, **kwargs)
 
 
@@ -108,6 +107,7 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
                 "method": cfg.method["name"],
                 "loss": dict(cfg.loss),
                 "regularizer": dict(cfg.regularizer),
+                "objective": to_dict(cfg.objective),
                 "config": to_dict(cfg),
             })
     finally:
@@ -133,9 +133,6 @@ def build_views(views_cfg: dict[str, Any], device: torch.device) -> tuple[Any, A
         raise ConfigError(f"invalid views settings: {exc}") from exc
 
 
-LABEL_KEYS = ("age", "sex", "site")  # numeric batch keys a loss can take as y or bias
-
-
 def check_labels(cohort: Any, roles: dict[str, str | None]) -> None:
     """``DataError`` when a training scan lacks a value the objective reads (``{"label": "age", ...}``).
 
@@ -144,9 +141,6 @@ def check_labels(cohort: Any, roles: dict[str, str | None]) -> None:
     """
     table = cohort.table
     for role, key in roles.items():
-        if key and key not in LABEL_KEYS:
-            raise ConfigError(f"the objective's {role} {key!r} is not a batch key it can read; "
-                              f"use one of {', '.join(LABEL_KEYS)}")
         if not key or key not in table.columns:
             continue
         column = table[key]

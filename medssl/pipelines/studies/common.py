@@ -81,7 +81,7 @@ def pretrain_config(cfg: StudyConfig, arm: dict[str, Any], data: Path, seed: int
         if not path.is_file():
             raise ConfigError(f"study base {cfg.base!r} does not exist (relative to the working folder "
                               "or the repository)")
-        raw = load_yaml(path.read_text()) or {}
+        raw = PretrainConfig.upgrade(load_yaml(path.read_text()) or {}, str(path))
     raw = merge(merge(raw, cfg.pretrain), arm)
     raw = merge(raw, {"data": {"source": str(data), "modality": cfg.cohort.modality},
                       "train": {"seed": seed}, "out": str(out)})

@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from medssl.config import PretrainConfig, load_config
 from medssl.errors import ConfigError
 
 STUDIES = ("regression", "transfer", "sensitivity")
@@ -54,6 +55,19 @@ class GridSection:
     tau: list[float] = dataclasses.field(default_factory=lambda: [0.05, 0.1, 0.5])
 
 
+def upgrade_study(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """One layer of a study config with its partial pretrain configs upgraded (``objective:`` keys)."""
+    if not isinstance(raw, dict):
+        return raw
+    out = dict(raw)
+    if isinstance(out.get("pretrain"), dict):
+        out["pretrain"] = PretrainConfig.upgrade(out["pretrain"], f"{where}: pretrain")
+    if isinstance(out.get("arms"), dict):
+        out["arms"] = {name: PretrainConfig.upgrade(arm, f"{where}: arms.{name}")
+                       for name, arm in out["arms"].items()}
+    return out
+
+
 @dataclasses.dataclass
 class StudyConfig:
     """``medssl study``: pretrain every arm x seed, evaluate, aggregate, test the seed's hypotheses."""
@@ -72,6 +86,8 @@ class StudyConfig:
     baselines: bool = False  # regression: raw-voxel and ComBat reference rows (first arm, first seed)
     out: str = "runs/study"
 
+    upgrade = staticmethod(upgrade_study)
+
 
 def load_study(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
     """Read a study YAML (plus overrides) and check it before any work is done.
@@ -79,8 +95,6 @@ def load_study(path: str | Path | None, overrides: list[str] | tuple[str, ...] =
     Raises:
         ConfigError: unknown keys, no arms or seeds, repeated seeds, an arm that is not a mapping.
     """
-    from medssl.config import load_config
-
     cfg = load_config(path, overrides, StudyConfig)
     where = path or "the study config"
     if not cfg.arms:
