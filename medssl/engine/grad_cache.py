@@ -36,7 +36,7 @@ order) the gradient of ``embedding_loss(batch, cat_c embed(views[c]))`` computed
 chunks forwarded separately. Without BatchNorm, or with ``chunk_subjects >= B``, that is the gradient
 of the plain ``training_step(batch, views)``. Under DDP (world > 1) the gradients are averaged over
 ranks here (the method is not DDP-wrapped, DDP's hooks fire only through its forward); the losses
-gather embeddings across ranks with a ``world_size``-scaled loss (``medssl.engine.distributed``), so
+gather embeddings across ranks with a ``world_size``-scaled loss (``medssl.utils.distributed``), so
 the average equals the gradient on the global batch.
 
 Mixed precision: ``autocast`` (a context factory) wraps the forward passes and the loss only; the
@@ -57,7 +57,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.checkpoint import get_device_states, set_device_states
 
-from medssl.engine.distributed import get_world_size
+from medssl.utils.distributed import get_world_size
 from medssl.methods.base import Method
 from medssl.models.backbones import _bn_stats_frozen
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medssl.engine.distributed import gather_with_grad, get_rank, get_world_size
+from medssl.utils.distributed import gather_with_grad, get_rank, get_world_size
 
 Forward = TypeVar("Forward", bound=Callable[..., Any])
 

@@ -34,7 +34,7 @@ import inspect
 import torch
 from torch import nn
 
-from medssl.engine.distributed import gather_with_grad
+from medssl.utils.distributed import gather_with_grad
 from medssl.errors import ConfigError
 from medssl.methods.base import Method
 from medssl.methods.common import as_output, check_views, head_out_dim, main_loss

@@ -1,6 +1,6 @@
 """Two gloo processes on halves of a batch reproduce the single-process loss and gradients.
 
-Documented scale (medssl.engine.distributed): the mean over ranks of the returned losses is the
+Documented scale (medssl.utils.distributed): the mean over ranks of the returned losses is the
 single-process loss; each rank's input embeddings receive world_size x the single-process gradient, so
 DDP's averaged parameter gradients equal the single-process ones (checked with a DDP-wrapped encoder).
 """
@@ -15,7 +15,7 @@ import torch
 import torch.multiprocessing as mp
 from loss_ddp_worker import CASES, data, encoder, encoder_grads, run_case, worker
 
-from medssl.engine.distributed import (
+from medssl.utils.distributed import (
     gather_with_grad,
     get_rank,
     get_world_size,
