@@ -116,8 +116,13 @@ def read_scalars(out: dict[str, Any]) -> dict[str, float]:
 
 def views_of(augment: Augment, images: torch.Tensor, n_views: int,
              subjects: slice = slice(None)) -> list[torch.Tensor]:
-    """``n_views`` augmented copies of ``images[subjects]`` ``(b, C, D, H, W)``."""
-    return [augment(images[subjects]) for _ in range(n_views)]
+    """``n_views`` augmented copies of ``images[subjects]`` ``(b, C, D, H, W)``.
+
+    An identity augmenter (views ``none``) returns the one tensor ``n_views`` times, by which the
+    method can tell that the views are identical (``siamese`` then runs its backbone once).
+    """
+    part = images[subjects]
+    return [augment(part) for _ in range(n_views)]
 
 
 def check_options(method: nn.Module, cfg: TrainConfig) -> int | None:

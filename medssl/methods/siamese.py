@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from medssl.methods.base import Method
+from medssl.models.batchnorm import repeated_batch_statistics
 from medssl.registry import METHODS
 
 
@@ -42,9 +43,19 @@ class SiameseContrastive(Method):
         self.label, self.bias = label, bias
 
     def embed(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Views ``[(B, 1, D, H, W)] * 2`` -> embeddings ``[(B, d)] * 2``, in ONE forward of ``2B``."""
+        """Views ``[(B, 1, D, H, W)] * 2`` -> embeddings ``[(B, d)] * 2``, in ONE forward of ``2B``.
+
+        Identical views (the same tensor twice, as views ``none`` gives) run the backbone once on
+        ``B``: the same embeddings, gradients and BatchNorm statistics as ``2B`` copies (to float
+        rounding; see :mod:`medssl.models.batchnorm`), for half the backbone's work. The head, a few
+        small layers, still sees the ``2B`` rows.
+        """
         if len(views) != 2:
             raise ValueError(f"siamese needs exactly 2 views, got {len(views)}")
+        if views[1] is views[0]:
+            with repeated_batch_statistics(self.backbone, 2):
+                features = self.backbone(views[0])
+            return list(self.head(torch.cat([features, features])).chunk(2))
         return list(self.head(self.backbone(torch.cat(views))).chunk(2))
 
     def embedding_loss(
