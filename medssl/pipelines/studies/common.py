@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medssl.config import PretrainConfig, from_dict, load_yaml, merge, to_dict
-from medssl.errors import ConfigError, DataError, OutputExistsError
-from medssl.pipelines.studies.config import StudyConfig, resolve_file
+from medssl.config import to_dict
+from medssl.errors import DataError, OutputExistsError
+from medssl.pipelines.studies.config import StudyConfig, pretrain_config
 from medssl.utils.io import ensure_writable, write_text
 
 CHALLENGE_KEYS = ("mae_internal", "rmse_internal", "mae_external", "bacc_site", "site_chance",
@@ -71,21 +71,6 @@ not below the constant predictor's has learnt no usable age information.
             "n_sites": int(table.site.nunique()), "train_age": [float(train.min()), float(train.max())],
             "external_age": [float(ext.min()), float(ext.max())] if len(ext) else None,
             "external_outside_train_range": outside, "degenerate": outside > 0.1}
-
-
-def pretrain_config(cfg: StudyConfig, arm: dict[str, Any], data: Path, seed: int, out: Path) -> PretrainConfig:
-    """``base`` YAML <- ``pretrain`` <- ``arm`` <- (data.source, train.seed, out), checked by the schema."""
-    raw: dict[str, Any] = {}
-    if cfg.base:
-        path = resolve_file(cfg.base)
-        if not path.is_file():
-            raise ConfigError(f"study base {cfg.base!r} does not exist (relative to the working folder "
-                              "or the repository)")
-        raw = PretrainConfig.upgrade(load_yaml(path.read_text()) or {}, str(path))
-    raw = merge(merge(raw, cfg.pretrain), arm)
-    raw = merge(raw, {"data": {"source": str(data), "modality": cfg.cohort.modality},
-                      "train": {"seed": seed}, "out": str(out)})
-    return from_dict(PretrainConfig, raw)
 
 
 def run_arm(cfg: StudyConfig, arm: dict[str, Any], data: Path, seed: int, run_dir: Path,

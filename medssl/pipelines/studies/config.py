@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from medssl.config import PretrainConfig, load_config
+from medssl.config import PretrainConfig, from_dict, load_config, load_yaml, merge
 from medssl.errors import ConfigError
 
 STUDIES = ("regression", "transfer", "sensitivity")
@@ -108,8 +108,6 @@ def load_study(path: str | Path | None, overrides: list[str] | tuple[str, ...] =
         raise ConfigError(f"{where}: grid.sigma and grid.tau must be non-empty lists")
     if cfg.study == "transfer" and not cfg.transfer.tasks:
         raise ConfigError(f"{where}: transfer.tasks is empty; use e.g. [scz, bd, asd]")
-    from medssl.pipelines.studies.common import pretrain_config
-
     for name, spec in cfg.arms.items():  # every arm's config now, not when its turn comes
         try:
             pretrain_config(cfg, spec, Path("data"), cfg.seeds[0], Path("out"))
@@ -125,3 +123,18 @@ def resolve_file(path: str | Path) -> Path:
         return path
     repo = Path(__file__).resolve().parents[3] / path
     return repo if repo.is_file() else path
+
+
+def pretrain_config(cfg: StudyConfig, arm: dict[str, Any], data: Path, seed: int, out: Path) -> PretrainConfig:
+    """``base`` YAML <- ``pretrain`` <- ``arm`` <- (data.source, train.seed, out), checked by the schema."""
+    raw: dict[str, Any] = {}
+    if cfg.base:
+        path = resolve_file(cfg.base)
+        if not path.is_file():
+            raise ConfigError(f"study base {cfg.base!r} does not exist (relative to the working folder "
+                              "or the repository)")
+        raw = PretrainConfig.upgrade(load_yaml(path.read_text()) or {}, str(path))
+    raw = merge(merge(raw, cfg.pretrain), arm)
+    raw = merge(raw, {"data": {"source": str(data), "modality": cfg.cohort.modality},
+                      "train": {"seed": seed}, "out": str(out)})
+    return from_dict(PretrainConfig, raw)

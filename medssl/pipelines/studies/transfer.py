@@ -23,10 +23,9 @@ from medssl.pipelines.studies.common import (
     cohort_check,
     compare,
     pm_table,
-    pretrain_config,
     study_cohort,
 )
-from medssl.pipelines.studies.config import StudyConfig, resolve_file
+from medssl.pipelines.studies.config import StudyConfig, pretrain_config, resolve_file
 
 KEYS = ("auc_internal", "auc_external")
 PUBLISHED = """Published AUC % (seed lecture 3.4, Dufumier et al.; real data, DenseNet121 pretrained on 8754 healthy

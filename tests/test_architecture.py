@@ -1,0 +1,61 @@
+"""The package graph runs one way, in the order ARCHITECTURE.md states, and the import cycles it would
+hide inside functions are not there either."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "medssl"
+
+
+def stated_order() -> list[str]:
+    """The ``Import order:`` line of ARCHITECTURE.md, e.g. `errors` -> `utils` -> ..."""
+    for line in (ROOT / "ARCHITECTURE.md").read_text().splitlines():
+        if line.startswith("Import order:"):
+            return re.findall(r"`(\w+)`", line)
+    raise AssertionError("ARCHITECTURE.md has no 'Import order:' line")
+
+
+def medssl_imports(path: Path) -> list[tuple[int, str]]:
+    """``(line, top-level medssl module)`` for every import in ``path``, module- or function-level."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] if node.module != "medssl" else [f"medssl.{a.name}" for a in node.names]
+        else:
+            continue
+        found += [(node.lineno, name.split(".")[1]) for name in names
+                  if name.startswith("medssl.") and name.split(".")[1] != "__version__"]
+    return found
+
+
+def test_every_package_is_placed_in_the_stated_order() -> None:
+    order = stated_order()
+    packages = {p.stem for p in PACKAGE.iterdir()
+                if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__init__")}
+    assert packages == set(order), f"ARCHITECTURE.md's order misses {packages - set(order)} or names {set(order) - packages}"
+
+
+def test_no_package_imports_one_above_it() -> None:
+    order = stated_order()
+    rank = {name: i for i, name in enumerate(order)}
+    upward = []
+    for path in PACKAGE.rglob("*.py"):
+        source = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        if source == "__init__":
+            continue
+        for line, target in medssl_imports(path):
+            if target != source and rank[target] > rank[source]:
+                upward.append(f"{path.relative_to(ROOT)}:{line} ({source} imports {target})")
+    assert not upward, "imports running up ARCHITECTURE.md's order:\n" + "\n".join(upward)
+
+
+def test_the_checker_sees_a_function_level_import(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from medssl.pipelines.common import build_head\n    import medssl.engine\n")
+    assert medssl_imports(module) == [(2, "pipelines"), (3, "engine")]
