@@ -18,8 +18,15 @@ class CombinedObjective(nn.Module):
     ``regularizer`` is None gives ``R = 0`` (a zero tensor). Queue keywords go to ``loss`` only.
 
     Examples:
-        >>> obj = CombinedObjective(build_loss("yaware"), build_loss("fairkl", kernel="rbf", sigma=2.0), lam=1.0)
-        >>> out = obj(z1, z2, y=age, bias=site); out["loss"].backward()
+        >>> import torch
+        >>> from medssl.losses import build_loss
+        >>> obj = CombinedObjective(build_loss("yaware"), build_loss("fairkl", kernel="rbf", sigma=2.0),
+        ...                         alpha=1.0, lam=0.5)
+        >>> z1, z2 = torch.randn(8, 16, requires_grad=True), torch.randn(8, 16)
+        >>> out = obj(z1, z2, y=20 + 50 * torch.rand(8), bias=torch.tensor([0, 1] * 4))
+        >>> bool(torch.isclose(out["loss"], out["contrastive"] + 0.5 * out["regularizer"]))
+        True
+        >>> out["loss"].backward()
     """
 
     def __init__(

@@ -71,8 +71,12 @@ class FairKLRegularizer(nn.Module):
     Published use (Barbano 2023): with eps_supinfonce, tau = 0.1 for the loss, lambda > 0, batch 256.
 
     Examples:
+        >>> import torch
+        >>> from medssl.losses import build_loss
         >>> reg = build_loss("fairkl", kernel="rbf", sigma=2.0)
-        >>> reg(z1, z2, y=age, bias=site)
+        >>> age, site = 20 + 50 * torch.rand(8), torch.tensor([0, 1] * 4)
+        >>> float(reg(torch.randn(8, 16), torch.randn(8, 16), y=age, bias=site)) >= 0
+        True
     """
 
     uses_labels = uses_bias = needs_labels = True  # the objective's label (y) and bias, both required

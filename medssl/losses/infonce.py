@@ -26,8 +26,12 @@ class InfoNCELoss(KernelInfoNCE):
     small batch). Collinear embeddings give ``log(2N - 1)``.
 
     Examples:
+        >>> import math, torch
+        >>> from medssl.losses import build_loss
         >>> loss = build_loss("infonce", temperature=0.1)
-        >>> loss(torch.randn(8, 128), torch.randn(8, 128))
+        >>> z = torch.ones(8, 128)  # collinear: every candidate as similar as the positive
+        >>> math.isclose(loss(z, z).item(), math.log(2 * 8 - 1), rel_tol=1e-6)
+        True
     """
 
     uses_labels = False

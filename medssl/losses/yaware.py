@@ -27,8 +27,14 @@ class YAwareInfoNCELoss(KernelInfoNCE):
         See :class:`~medssl.losses.core.KernelInfoNCE` for the others.
 
     Examples:
+        >>> import torch
+        >>> from medssl.losses import build_loss
         >>> loss = build_loss("yaware", temperature=0.1, sigma=5.0, kernel="rbf")
-        >>> loss(z1, z2, y=age)          # z1, z2: (N, d); age: (N,) in years
+        >>> z1, z2, age = torch.randn(8, 16), torch.randn(8, 16), 20 + 50 * torch.rand(8)  # age in years
+        >>> loss(z1, z2, y=age).shape
+        torch.Size([])
+        >>> bool(torch.isclose(loss(z1, z2), build_loss("infonce", temperature=0.1)(z1, z2)))  # no y
+        True
     """
 
     def __init__(
