@@ -17,6 +17,8 @@ def register(sub: Any) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--out", default=None, help="study folder (default: the config's out)")
     p.add_argument("--overwrite", action="store_true", help="delete an existing study folder first")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="wall-clock budget: runs that would not fit are skipped and listed in summary.md")
     p.set_defaults(func=run_study_command)
 
 
@@ -24,7 +26,8 @@ def run_study_command(args: argparse.Namespace) -> int:
     from medssl.pipelines.studies import load_study, run_study
 
     cfg = load_study(args.config, args.overrides)
-    result = run_study(cfg, args.out, overwrite=args.overwrite, command=_command(args))
+    budget = None if args.budget_minutes is None else 60.0 * args.budget_minutes
+    result = run_study(cfg, args.out, overwrite=args.overwrite, command=_command(args), budget_s=budget)
     print(result.markdown)
     print(f"study written to {result.out}")
     return 0
@@ -35,4 +38,5 @@ def _command(args: argparse.Namespace) -> str:
     parts = ["medssl", "study", args.config, *args.overrides]
     parts += ["--out", args.out] if args.out else []
     parts += ["--overwrite"] if args.overwrite else []
+    parts += ["--budget-minutes", str(args.budget_minutes)] if args.budget_minutes is not None else []
     return " ".join(shlex.quote(p) for p in parts)

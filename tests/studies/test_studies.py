@@ -44,7 +44,8 @@ def test_regression_every_arm_and_seed_finite(regression) -> None:  # noqa: ANN0
     assert "command: `pytest`" in summary and "FairKL(site) lowers the site BAcc" in summary
     assert (regression.out / "figures" / "regression.png").stat().st_size > 1000
     results = json.loads((regression.out / "results.json").read_text())
-    assert len(results["hypotheses"]) == 6 and all(h["held"] in (True, False) for h in results["hypotheses"])
+    assert len(results["hypotheses"]) == 7 and all(h["held"] in (True, False) for h in results["hypotheses"])
+    assert (regression.out / "figures" / "frontier.png").stat().st_size > 1000
 
 
 def test_table_is_mean_and_sample_std_of_the_runs(regression) -> None:  # noqa: ANN001
@@ -142,9 +143,61 @@ def test_study_command_records_the_command(tmp_path: Path, monkeypatch: pytest.M
     study.register(parser.add_subparsers())
     seen = {}
     monkeypatch.setattr("medssl.pipelines.studies.run_study",
-                        lambda cfg, out, overwrite, command: seen.update(cfg=cfg, out=out, command=command)
+                        lambda cfg, out, overwrite, command, budget_s: seen.update(
+                            cfg=cfg, out=out, command=command, budget_s=budget_s)
                         or type("R", (), {"markdown": "", "out": out})())
-    args = parser.parse_args(["study", str(EXP / "regression_cpu.yaml"), "seeds=[0]", "--out", "x y"])
+    args = parser.parse_args(["study", str(EXP / "regression_cpu.yaml"), "seeds=[0]", "--out", "x y",
+                              "--budget-minutes", "2.5"])
     assert args.func(args) == 0
-    assert seen["cfg"].seeds == [0] and seen["out"] == "x y"
-    assert seen["command"] == f"medssl study {EXP / 'regression_cpu.yaml'} 'seeds=[0]' --out 'x y'"
+    assert seen["cfg"].seeds == [0] and seen["out"] == "x y" and seen["budget_s"] == 150.0
+    assert seen["command"] == (f"medssl study {EXP / 'regression_cpu.yaml'} 'seeds=[0]' --out 'x y' "
+                               "--budget-minutes 2.5")
+
+
+def test_budget_starts_a_run_only_while_the_time_left_exceeds_the_longest_run() -> None:
+    from medssl.pipelines.studies.common import Budget
+
+    now = [0.0]
+    budget = Budget(10.0, clock=lambda: now[0])
+
+    def run(seconds: float) -> str:
+        now[0] += seconds
+        return "done"
+
+    assert budget.allows("a") and budget.timed(run, 4.0) == "done"  # 6 s left > longest 4 s
+    assert budget.allows("b") and budget.timed(run, 3.0) == "done"  # 3 s left, not > 4 s
+    assert not budget.allows("c") and budget.skipped == ["c"]
+    assert Budget(None).allows("anything") and Budget(None).left() == float("inf")
+
+
+def test_a_study_out_of_time_reports_what_it_ran_and_lists_the_rest(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Seed-major order: the first arm of seed 0 runs, every other run is listed as not run."""
+    from medssl.pipelines.studies import common
+
+    monkeypatch.setattr(common.Budget, "left", lambda self: 1.0 if self.longest == 0 else -1.0)
+    cfg = load_study(EXP / "regression_cpu.yaml", micro("seeds=[0,1]"))
+    result = run_study(cfg, tmp_path / "study", command="pytest", budget_s=60.0)
+    assert result.runs[["arm", "seed"]].to_numpy().tolist() == [["simclr", 0]]
+    summary = (result.out / "summary.md").read_text()
+    assert "Not run, for lack of time in the budget: yaware seed 0, thr seed 0" in summary
+    assert json.loads((result.out / "results.json").read_text())["skipped"][-1] == "supervised seed 1"
+
+
+def test_fairkl_claim_needs_both_bounds_and_says_when_the_margin_beats_seed_noise() -> None:
+    from medssl.pipelines.studies.regression import fairkl_at_small_cost
+
+    def stats(rows: dict[str, tuple[float, float, float, float]]) -> pd.DataFrame:
+        return pd.DataFrame([{"arm": a, "bacc_site_mean": b, "bacc_site_std": bs, "mae_external_mean": m,
+                              "mae_external_std": ms} for a, (b, bs, m, ms) in rows.items()])
+
+    chance = 0.1  # bounds: BAcc <= 0.15, external MAE <= 1.1 x 10 = 11
+    exp = (0.6, 0.01, 10.0, 0.1)
+    fair = ["exp_fairkl_l1", "exp_fairkl_l4"]
+    v = fairkl_at_small_cost(stats({"exp": exp, "exp_fairkl_l1": (0.3, 0.01, 10.2, 0.1),
+                                    "exp_fairkl_l4": (0.12, 0.01, 12.0, 0.1)}), fair, chance)
+    assert v["held"] is False  # one arm misses the BAcc bound, the other the MAE bound
+    v = fairkl_at_small_cost(stats({"exp": exp, "exp_fairkl_l1": (0.3, 0.01, 10.2, 0.1),
+                                    "exp_fairkl_l4": (0.12, 0.01, 10.5, 0.1)}), fair, chance)
+    assert v["held"] and v["beyond_noise"]  # room 0.03 > sd 0.01; room 0.5 > pooled sd 0.141
+    v = fairkl_at_small_cost(stats({"exp": exp, "exp_fairkl_l1": (0.14, 0.05, 10.5, 0.1)}), fair[:1], chance)
+    assert v["held"] and not v["beyond_noise"]  # BAcc room 0.01 < its seed sd 0.05

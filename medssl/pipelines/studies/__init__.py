@@ -15,14 +15,13 @@ fine-tuning SCZ/BD/ASD from several initialisations, with the label-fraction cur
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from medssl.pipelines.studies.config import STUDIES, StudyConfig, load_study
-from medssl.pipelines.studies.common import data_lines, verdict_lines
+from medssl.pipelines.studies.common import Budget, data_lines, open_study_folder, verdict_lines
 from medssl.utils.io import atomic_path, write_json, write_text
 
 __all__ = ["STUDIES", "StudyConfig", "StudyResult", "load_study", "run_study"]
@@ -41,21 +40,23 @@ class StudyResult:
 
 
 def run_study(cfg: StudyConfig, out: str | Path | None = None, *, overwrite: bool = False,
-              command: str | None = None) -> StudyResult:
+              command: str | None = None, budget_s: float | None = None) -> StudyResult:
     """Run every arm and seed of ``cfg`` into ``out`` (default ``cfg.out``) and write the results.
 
     ``command`` is the exact command line recorded in ``summary.md`` (the CLI passes its own).
+    ``budget_s``: wall-clock seconds; runs that would not fit are skipped and listed in the summary
+    (a re-run with more time completes them: finished runs are reused).
     """
     from medssl.pipelines.studies import regression, sensitivity, transfer
-    from medssl.pipelines.studies.common import open_study_folder
 
     if out is not None:
         cfg = dataclasses.replace(cfg, out=str(out))
+    budget = Budget(budget_s)
     folder = open_study_folder(cfg, Path(cfg.out), overwrite)
-    t0 = time.perf_counter()
     result = {"regression": regression.run, "transfer": transfer.run,
-              "sensitivity": sensitivity.run}[cfg.study](cfg, folder)
-    seconds = time.perf_counter() - t0
+              "sensitivity": sensitivity.run}[cfg.study](cfg, folder, budget)
+    seconds = budget.elapsed()
+    result["skipped"] = budget.skipped
     markdown = _summary(cfg, result, command, seconds)
     with atomic_path(folder / "runs.csv") as tmp:
         result["runs"].to_csv(tmp, index=False)
@@ -65,6 +66,7 @@ def run_study(cfg: StudyConfig, out: str | Path | None = None, *, overwrite: boo
     write_text(folder / "summary.md", markdown)
     write_json(folder / "results.json", {
         "study": cfg.study, "scale": cfg.scale, "command": command, "seconds": seconds,
+        "budget_s": budget_s, "skipped": budget.skipped,
         "data_check": result["data_check"], "hypotheses": result["hypotheses"],
         "table": result["stats"].to_dict(orient="records"),
         "figures": {k: str(v.relative_to(folder)) for k, v in result["figures"].items()}})
@@ -89,6 +91,8 @@ def _summary(cfg: StudyConfig, result: dict[str, Any], command: str | None, seco
              f"(shape {cfg.cohort.shape}, {cfg.cohort.n_subjects} subjects)" if not cfg.cohort.source
              else f"- source: {cfg.cohort.source}", *data_lines(result["data_check"]),
              "", "## Results (mean ± std over seeds)", "", result["table"], "", *result["extra"],
+             *(["", f"Not run, for lack of time in the budget: {', '.join(result['skipped'])}."]
+               if result["skipped"] else []),
              "", "## Hypotheses from the seed lecture", "", *verdict_lines(result["hypotheses"]),
              "", "## Figures", "",
              *[f"![{k}]({v.relative_to(folder)})" for k, v in result["figures"].items()],

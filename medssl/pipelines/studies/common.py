@@ -2,21 +2,64 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import yaml
 
 from medssl.config import to_dict
-from medssl.errors import DataError, OutputExistsError
+from medssl.errors import DataError, MedsslError, OutputExistsError
 from medssl.pipelines.studies.config import StudyConfig, pretrain_config
 from medssl.utils.io import ensure_writable, write_text
 
 CHALLENGE_KEYS = ("mae_internal", "rmse_internal", "mae_external", "bacc_site", "site_chance",
                   "challenge_score")
+
+
+class StudyBudgetError(MedsslError):
+    """Nothing a study reports could be run within its time budget."""
+
+
+@dataclasses.dataclass
+class Budget:
+    """A study's wall-clock budget: a run starts only while the time left exceeds the longest run so far.
+
+    ``seconds=None`` is no budget. Runs that do not fit are recorded in ``skipped`` (and in the study's
+    summary), never half-run; the loops go seed by seed, so what fits covers every arm at fewer seeds.
+    """
+
+    seconds: float | None = None
+    clock: Callable[[], float] = time.perf_counter
+    longest: float = 0.0
+    skipped: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def left(self) -> float:
+        return float("inf") if self.seconds is None else self.seconds - self.elapsed()
+
+    def allows(self, what: str) -> bool:
+        """True when ``what`` may start now; else it is recorded as skipped."""
+        if self.left() > self.longest:
+            return True
+        self.skipped.append(what)
+        return False
+
+    def timed(self, run: Any, *args: Any, **kwargs: Any) -> Any:
+        """``run(*args, **kwargs)``, its duration counted towards ``longest``."""
+        t0 = self.clock()
+        try:
+            return run(*args, **kwargs)
+        finally:
+            self.longest = max(self.longest, self.clock() - t0)
 
 
 def open_study_folder(cfg: StudyConfig, out: Path, overwrite: bool) -> Path:

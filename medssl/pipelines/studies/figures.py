@@ -113,3 +113,24 @@ def heatmaps(stats: pd.DataFrame, group: str, rows: str, cols: str, key: str, pa
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def frontier(stats: pd.DataFrame, x: str, y: str, path: Path, title: str = "",
+             hlines: dict[str, float] | None = None) -> Path:
+    """One point per arm at (mean ``x``, mean ``y``) with ±1 std (over seeds) bars in both directions,
+    labelled; ``hlines`` draws named horizontal references (e.g. chance and 1.5 x chance)."""
+    fig, axes = _subplots(1, size=(5.6, 4.4))
+    ax = axes[0][0]
+    for row in stats.itertuples(index=False):
+        r = row._asdict()
+        ax.errorbar(r[x + "_mean"], r[y + "_mean"], xerr=r[x + "_std"], yerr=r[y + "_std"], fmt="o", capsize=3)
+        ax.annotate(str(r["arm"]), (r[x + "_mean"], r[y + "_mean"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    for name, value in (hlines or {}).items():
+        ax.axhline(value, ls="--", c="k", lw=1, alpha=0.6)
+        ax.annotate(name, (ax.get_xlim()[0], value), fontsize=8, va="bottom")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)

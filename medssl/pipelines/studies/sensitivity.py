@@ -16,7 +16,7 @@ import pandas as pd
 
 from medssl.config import merge
 from medssl.pipelines.studies import figures
-from medssl.pipelines.studies.common import aggregate, check_finite, cohort_check, pm_table, run_arm, study_cohort
+from medssl.pipelines.studies.common import Budget, aggregate, check_finite, cohort_check, pm_table, run_arm, study_cohort
 from medssl.pipelines.studies.config import StudyConfig
 
 KEYS = ("mae_internal", "mae_external", "bacc_site", "challenge_score")
@@ -48,14 +48,17 @@ def stability(stats: pd.DataFrame, key: str = "mae_external") -> list[dict[str, 
     return out
 
 
-def run(cfg: StudyConfig, out: Path) -> dict[str, Any]:
-    """Pretrain + evaluate every grid point x seed; returns runs, stats, markdown, figures, hypotheses."""
+def run(cfg: StudyConfig, out: Path, budget: Budget) -> dict[str, Any]:
+    """Pretrain + evaluate every grid point x seed that fits ``budget``; returns runs, stats, markdown,
+    figures, hypotheses."""
     data = study_cohort(cfg, out)
     rows = []
     for seed in cfg.seeds:
         for arm, sigma, tau, spec in grid_arms(cfg):
             name = f"{arm}_sigma{sigma:g}_tau{tau:g}"
-            m = run_arm(cfg, spec, data, seed, out / "runs" / f"seed{seed}" / name)
+            if not budget.allows(f"{name} seed {seed}"):
+                continue
+            m = budget.timed(run_arm, cfg, spec, data, seed, out / "runs" / f"seed{seed}" / name)
             rows.append({"arm": arm, "sigma": sigma, "tau": tau, "seed": seed,
                          **{k: m.get(k) for k in (*KEYS, "site_chance", "pretrain_seconds")}})
     runs = pd.DataFrame(rows)

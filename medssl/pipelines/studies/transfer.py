@@ -18,6 +18,8 @@ from medssl.config import from_dict, load_yaml, merge
 from medssl.errors import ConfigError
 from medssl.pipelines.studies import figures
 from medssl.pipelines.studies.common import (
+    Budget,
+    StudyBudgetError,
     aggregate,
     check_finite,
     cohort_check,
@@ -98,21 +100,28 @@ def hypotheses(stats: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def run(cfg: StudyConfig, out: Path) -> dict[str, Any]:
-    """Pretrain every arm x seed, fine-tune every task x init x size; aggregate over seeds."""
+def run(cfg: StudyConfig, out: Path, budget: Budget) -> dict[str, Any]:
+    """Pretrain every arm x seed, fine-tune every task x init x size, as far as ``budget`` allows;
+    aggregate over seeds."""
     data = study_cohort(cfg, out)
     model = pretrain_config(cfg, next(iter(cfg.arms.values())), data, cfg.seeds[0], out).model
     rows = []
     for seed in cfg.seeds:
-        runs = [str(pretrain_encoder(cfg, spec, data, seed, out / "runs" / f"seed{seed}" / arm))
-                for arm, spec in cfg.arms.items()]
+        runs = [str(budget.timed(pretrain_encoder, cfg, spec, data, seed, out / "runs" / f"seed{seed}" / arm))
+                for arm, spec in cfg.arms.items() if budget.allows(f"pretrain {arm} seed {seed}")]
         inits = (["scratch"] if cfg.transfer.scratch else []) + runs
         for task in cfg.transfer.tasks:
+            if not budget.allows(f"finetune {task} seed {seed}"):
+                continue
             source = task_cohort(cfg, task, out)
-            metrics = finetune_task(cfg, task, source, inits, model, seed, out / "finetune" / task / f"seed{seed}")
+            metrics = budget.timed(finetune_task, cfg, task, source, inits, model, seed,
+                                   out / "finetune" / task / f"seed{seed}")
             for r in metrics["results"]:
                 rows.append({"task": task, "init": r["init"], "seed": seed, "n_labelled": r["n_labelled"],
                              "n_train": r["n_train"], **{k: r[k]["mean"] for k in KEYS if k in r}})
+    if not rows:
+        raise StudyBudgetError(f"the time budget ran out before any fine-tuning ({', '.join(budget.skipped)} "
+                               "not run); give more time: finished pretraining runs are reused")
     frame = pd.DataFrame(rows)
     check_finite(frame, KEYS, "transfer study")
     frame["n_labelled"] = frame.n_labelled.fillna(-1).astype(int)  # -1 = every training participant
