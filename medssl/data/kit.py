@@ -24,6 +24,10 @@ MASK_FILES = {
     "quasiraw": ("quasiraw_space-MNI152_desc-brain_T1w.nii.gz", "QUASIRAW_MASK", 0.0),
 }
 KIT_FILES = ("train", "test")
+KIT_ROW_WIDTH = 3659572
+KIT_GRIDS = {"vbm": (121, 145, 121), "quasiraw": (182, 218, 182)}
+KIT_MASK_VOXELS = {"vbm": 519945, "quasiraw": 1827095}
+"""The real kit: row width, the grid of each volume modality and the voxels its mask keeps (openbhb.md 1.2)."""
 KIT_SPLIT_NAMES = {"internal_train": "train"}
 """The kit's own split names and medssl's: ``download_data.py --test`` writes ``internal_train`` rows in
 train.tsv; its test.tsv names (``internal_test``, ``external_test``) are medssl's already."""
