@@ -79,7 +79,8 @@ run = pretrain(cfg, overwrite=True)
 # ### Export the RAMP submission and run it as the server does
 
 # %%
-submission = export_openbhb(run, OUT / "submission", overwrite=True)
+# the tiny encoder never saw the challenge's 121x145x121 grid, only this kit's: allowed for the dry run
+submission = export_openbhb(run, OUT / "submission", overwrite=True, allow_grid_mismatch=True)
 print(sorted(p.name for p in submission.iterdir()))
 server = check_submission(submission, kit)
 server

@@ -43,6 +43,9 @@ def register(sub: Any) -> None:
     v.add_argument("--modality", default="vbm", choices=["vbm", "quasiraw"])
     v.add_argument("--data-root", default=None, help="base folder of relative manifest paths")
     v.add_argument("--headers-only", action="store_true", help="skip reading the voxels")
+    v.add_argument("--allow-missing", action="store_true",
+                   help="accept training scans without age or site (refused by default: training and the "
+                   "challenge probes need both)")
     v.set_defaults(func=run_validate)
 
     c = sub.add_parser("check-leakage", help="refuse shared participants/studies between two cohorts")
@@ -98,13 +101,20 @@ def print_summary(summary: Any, title: str) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from medssl.data import open_cohort, summarize_cohort, validate_cohort
+    from medssl.data import missing_labels, open_cohort, summarize_cohort, validate_cohort
+    from medssl.errors import DataError
 
     cohort = open_cohort(args.source, args.modality, args.data_root)
     summary = summarize_cohort(cohort) if args.headers_only else validate_cohort(cohort)
     print_summary(summary, f"{cohort.layout} cohort {cohort.source} ({cohort.modality}, {cohort.image_shape})")
     if cohort.unseen_sites:
         print(f"sites unseen in train: {', '.join(cohort.unseen_sites)}")
+    missing = missing_labels(cohort)
+    if missing and not args.allow_missing:
+        raise DataError(f"{'; '.join(missing)}; fill them in, or pass --allow-missing to accept a cohort "
+                        "whose training scans cannot feed age- or site-using objectives and probes")
+    for line in missing:
+        print(f"accepted with --allow-missing: {line}")
     print("ok" if not args.headers_only else "ok (headers only: voxels not read)")
     return 0
 

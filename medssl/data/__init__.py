@@ -15,7 +15,7 @@ from medssl.data.kit_writer import write_kit_layout
 from medssl.data.leakage import check_leakage, check_split_leakage
 from medssl.data.manifest import read_manifest, write_manifest
 from medssl.data.sources import detect_layout, open_cohort
-from medssl.data.summary import plot_cohort, summarize_cohort, validate_cohort
+from medssl.data.summary import missing_labels, plot_cohort, require_labels, summarize_cohort, validate_cohort
 from medssl.data.synthetic import default_cache_dir, ensure_synthetic, make_synthetic_cohort
 
 __all__ = [
@@ -30,10 +30,12 @@ __all__ = [
     "ensure_synthetic",
     "make_synthetic_cohort",
     "mask_volume",
+    "missing_labels",
     "open_cohort",
     "plot_cohort",
     "preprocess_image",
     "read_manifest",
+    "require_labels",
     "resize_volume",
     "summarize_cohort",
     "unmask",

@@ -166,6 +166,7 @@ class Cohort:
         site_names: site name of each code (``site_names[code]``).
         n_train_sites: K, the number of sites seen in the ``train`` split; codes ``>= K`` are unseen.
         source, modality, layout: where the cohort came from (``layout`` in hf/dataport/kit/manifest).
+        table_files: the file holding the labels of each split's rows (``table_file(split)``).
     """
 
     def __init__(
@@ -178,6 +179,7 @@ class Cohort:
         layout: str = "manifest",
         site_names: list[str] | None = None,
         n_train_sites: int | None = None,
+        table_files: dict[str, str] | None = None,
     ) -> None:
         table = table.reset_index(drop=True)
         if site_names is None:
@@ -193,6 +195,7 @@ class Cohort:
         self.source = str(source)
         self.modality = modality
         self.layout = layout
+        self.table_files = dict(table_files or {})
 
     def __len__(self) -> int:
         return len(self.table)
@@ -203,6 +206,10 @@ class Cohort:
             f"Cohort({self.layout}:{self.source}, modality={self.modality}, n={len(self)}, "
             f"shape={self.image_shape}, sites={len(self.site_names)}, splits={splits})"
         )
+
+    def table_file(self, split: str) -> str:
+        """The file that holds the labels of ``split``'s rows (the cohort's source when not recorded)."""
+        return self.table_files.get(split, self.source)
 
     @property
     def unseen_sites(self) -> list[str]:
@@ -228,5 +235,5 @@ class Cohort:
         view = self.table[self.table["split"].isin(wanted)]
         return Cohort(
             view, self.reader, self.image_shape, self.source, self.modality, self.layout,
-            self.site_names, self.n_train_sites,
+            self.site_names, self.n_train_sites, self.table_files,
         )  # fmt: skip

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medssl.data.cohort import Cohort, check_unique, standardize_table
+from medssl.data.cohort import SPLITS, Cohort, check_unique, standardize_table
 from medssl.data.images import check_finite, file_key, open_npy
 from medssl.errors import DataError
 
@@ -24,6 +24,13 @@ MASK_FILES = {
     "quasiraw": ("quasiraw_space-MNI152_desc-brain_T1w.nii.gz", "QUASIRAW_MASK", 0.0),
 }
 KIT_FILES = ("train", "test")
+KIT_ROW_WIDTH = 3659572
+KIT_GRIDS = {"vbm": (121, 145, 121), "quasiraw": (182, 218, 182)}
+KIT_MASK_VOXELS = {"vbm": 519945, "quasiraw": 1827095}
+"""The real kit: row width, the grid of each volume modality and the voxels its mask keeps (openbhb.md 1.2)."""
+KIT_SPLIT_NAMES = {"internal_train": "train"}
+"""The kit's own split names and medssl's: ``download_data.py --test`` writes ``internal_train`` rows in
+train.tsv; its test.tsv names (``internal_test``, ``external_test``) are medssl's already."""
 
 
 def find_mask(modality: str, roots: list[Path]) -> Path | None:
@@ -130,6 +137,7 @@ def _read_kit_table(data_dir: Path, name: str, width_needed: int) -> pd.DataFram
         if name != "train":
             raise DataError(f"{tsv}: missing column 'split' (internal_test/external_test per row)")
         table["split"] = "train"
+    table["split"] = table["split"].replace(KIT_SPLIT_NAMES)
     if "participant_id" not in table.columns:
         table["participant_id"] = [f"{name}-{i}" for i in range(len(table))]
     if "siteXacq" in table.columns:
@@ -168,4 +176,5 @@ def open_kit(data_dir: Path, modality: str = "vbm") -> Cohort:
     check_unique(table, str(data_dir / "{train,test}.tsv"))
     source = KitSource(data_dir, masks[modality], start)
     root = data_dir.parent if data_dir.name == "data" else data_dir
-    return Cohort(table, source, masks[modality].shape, root, modality, layout="kit")
+    files = {split: str(data_dir / ("train.tsv" if split == "train" else "test.tsv")) for split in SPLITS}
+    return Cohort(table, source, masks[modality].shape, root, modality, layout="kit", table_files=files)

@@ -1,4 +1,5 @@
-"""``write_kit_layout``: write a cohort in the challenge kit layout, to dry-run the challenge offline.
+"""``write_kit_layout``: write a cohort in the challenge kit layout, to dry-run the challenge offline;
+``write_standin_kit``: random full-width kit rows and masks of the real sizes, to check a submission's contract.
 
 Output: ``OUT/data/{train,test}.{npy,tsv}`` (rows ``[vbm[mask] | quasiraw[mask]]`` float32; test rows
 are all ``internal_test`` rows first, then ``external_test``, as in the kit) and the two mask files at
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from medssl.data.cohort import Cohort
-from medssl.data.kit import MASK_FILES, find_mask, mask_volume
+from medssl.data.kit import KIT_GRIDS, KIT_MASK_VOXELS, KIT_ROW_WIDTH, MASK_FILES, find_mask, mask_volume
 from medssl.errors import DataError
 
 KIT_TSV_COLUMNS = ("participant_id", "age", "site", "split", "sex", "diagnosis", "study")
@@ -108,4 +109,69 @@ def write_kit_layout(
                 del matrix
             cols = [c for c in KIT_TSV_COLUMNS if c in table.columns]
             table.iloc[rows][cols].to_csv(tmp / "data" / f"{name}.tsv", sep="\t", index=False)
+    return out
+
+
+def central_mask(shape: tuple[int, int, int], count: int) -> np.ndarray:
+    """Bool ``shape`` mask of exactly ``count`` voxels: those nearest the centre (a blob, like a brain mask).
+
+    Distance is measured in units of each axis' length; ties are broken by C order (stable sort).
+    """
+    if not 0 < count <= int(np.prod(shape)):
+        raise ValueError(f"a {shape} mask cannot hold {count} voxels")
+    axes = [((np.arange(n, dtype=np.float32) - (n - 1) / 2) / n) ** 2 for n in shape]
+    dist = axes[0][:, None, None] + axes[1][None, :, None] + axes[2][None, None, :]
+    keep = np.zeros(dist.size, bool)
+    keep[np.argsort(dist, axis=None, kind="stable")[:count]] = True
+    return keep.reshape(shape)
+
+
+def write_standin_kit(
+    out: str | Path,
+    *,
+    width: int = KIT_ROW_WIDTH,
+    grids: dict[str, tuple[int, int, int]] = KIT_GRIDS,
+    voxels: dict[str, int] = KIT_MASK_VOXELS,
+    n_train: int = 10,
+    n_internal: int = 4,
+    n_external: int = 2,
+    seed: int = 0,
+) -> Path:
+    """A stand-in for the kit's data at ``out``: the real widths, random rows, as the kit's ``--test`` mode.
+
+    Writes the two mask files at ``out`` (a 4-D CAT12-like TPM of ``voxels["vbm"]`` voxels > 0.05, a
+    quasi-raw template of ``voxels["quasiraw"]`` voxels > 0, on ``grids``) and ``out/data/{train,test}.npy``:
+    float32 rows of ``width`` columns, uniform in [0, 1), written one row at a time (a real row is 14.6 MB).
+    The tables have the columns the kit's ``download_data.py --test`` writes (``age``, ``site``,
+    ``split``): ``internal_train`` rows on sites 0/1 (alternating), then ``internal_test`` rows on sites
+    0/1 and ``external_test`` rows on site 3. Scores on these rows mean nothing; the contract is checked.
+    """
+    import nibabel as nib
+
+    from medssl.utils.io import atomic_path, ensure_writable
+
+    masks = {m: central_mask(grids[m], voxels[m]) for m in ("vbm", "quasiraw")}
+    if width < voxels["vbm"] + voxels["quasiraw"]:
+        raise ValueError(f"rows of {width} columns cannot hold {voxels['vbm'] + voxels['quasiraw']} voxels")
+    rng = np.random.default_rng(seed)
+    out = ensure_writable(out, overwrite=False)
+    with atomic_path(out) as tmp:
+        (tmp / "data").mkdir(parents=True)
+        tpm = np.where(masks["vbm"], 0.5, 0.02).astype(np.float32)[..., None]  # the kit's TPM is 4-D
+        nib.save(nib.Nifti1Image(tpm, np.eye(4)), tmp / MASK_FILES["vbm"][0])
+        brain = masks["quasiraw"].astype(np.int16) * 100
+        nib.save(nib.Nifti1Image(brain, np.eye(4)), tmp / MASK_FILES["quasiraw"][0])
+        parts = {"train": [("internal_train", n_train)],
+                 "test": [("internal_test", n_internal), ("external_test", n_external)]}
+        for name, splits in parts.items():
+            rows = [(split, 3 if split == "external_test" else i % 2) for split, n in splits for i in range(n)]
+            matrix = np.lib.format.open_memmap(tmp / "data" / f"{name}.npy", mode="w+", dtype=np.float32,
+                                               shape=(len(rows), width))
+            for i in range(len(rows)):
+                matrix[i] = rng.random(width, dtype=np.float32)
+            matrix.flush()
+            del matrix
+            table = pd.DataFrame({"age": rng.integers(5, 80, len(rows)), "site": [s for _, s in rows],
+                                  "split": [split for split, _ in rows]})
+            table.to_csv(tmp / "data" / f"{name}.tsv", sep="\t", index=False)
     return out

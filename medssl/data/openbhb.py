@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medssl.data.cohort import Cohort, PathSource, check_unique, standardize_table, text_column
+from medssl.data.cohort import SPLITS, Cohort, PathSource, check_unique, standardize_table, text_column
 from medssl.data.images import check_grid
 from medssl.errors import DataError
 
@@ -104,10 +104,11 @@ def check_shapes(table: pd.DataFrame) -> tuple[int, int, int]:
     return check_grid(list(table["path"]))
 
 
-def _finish(table: pd.DataFrame, root: Path, modality: str, layout: str, where: str) -> Cohort:
+def _finish(table: pd.DataFrame, root: Path, modality: str, layout: str, where: str,
+            table_files: dict[str, str]) -> Cohort:
     table = standardize_table(table, where)
     check_unique(table, where)
-    return Cohort(table, PathSource(), check_shapes(table), root, modality, layout)
+    return Cohort(table, PathSource(), check_shapes(table), root, modality, layout, table_files=table_files)
 
 
 def open_hf(root: Path, modality: str = "vbm") -> Cohort:
@@ -127,7 +128,7 @@ def open_hf(root: Path, modality: str = "vbm") -> Cohort:
         raise DataError(f"{where}: missing column 'split' (train/internal_test/external_test)")
     table = match_images(table, files, where, f"{{train,val}}/derivatives/sub-<id>/ses-*/sub-<id>{suffix}")
     table["session"] = table["participant_id"].map(sessions)
-    return _finish(table, root, modality, "hf", where)
+    return _finish(table, root, modality, "hf", where, {split: where for split in SPLITS})
 
 
 def open_dataport(root: Path, modality: str = "vbm") -> Cohort:
@@ -155,4 +156,6 @@ def open_dataport(root: Path, modality: str = "vbm") -> Cohort:
     where = str(root / "{train,val}_labels/participants.tsv")
     check_unique(table, where)
     table = match_images(table, files, where, f"{{train,val}}_{modality}/sub-<id>{SUFFIXES[modality]}")
-    return _finish(table, root, modality, "dataport", where)
+    files = {split: str(root / f"{'train' if split == 'train' else 'val'}_labels" / "participants.tsv")
+             for split in SPLITS}
+    return _finish(table, root, modality, "dataport", where, files)

@@ -44,6 +44,40 @@ def summarize_cohort(cohort: Cohort) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def _lacks(table: pd.DataFrame, column: str) -> pd.Series:
+    """True where ``column`` has no value: NaN (numeric ``age``) or ``""`` (text columns such as ``site``)."""
+    values = table[column]
+    return values.isna() if values.dtype.kind in "fiu" else values.astype(str).str.strip().eq("")
+
+
+def missing_labels(cohort: Cohort, columns: tuple[str, ...] = ("age", "site"),
+                   splits: tuple[str, ...] = ("train",)) -> list[str]:
+    """One line per (split, column) whose rows lack a value: the table file, the column, how many and which.
+
+    ``age`` is missing when NaN (absent column, empty cell, ``n/a``); ``site`` when empty.
+    """
+    table = cohort.table
+    problems = []
+    for split in splits:
+        rows = table[table["split"] == split]
+        for column in columns:
+            lacking = rows[_lacks(rows, column)]
+            if len(lacking):
+                scans = "training scans" if split == "train" else f"{split} scans"
+                which = "the column is absent or empty" if len(lacking) == len(rows) else "e.g. " + ", ".join(
+                    f"row {int(i) + 1} ({pid})" for i, pid in lacking["participant_id"].head(3).items())
+                problems.append(f"{cohort.table_file(split)}: {len(lacking)} of {len(rows)} {scans} have no "
+                                f"{column!r} ({which})")
+    return problems
+
+
+def require_labels(cohort: Cohort, columns: tuple[str, ...], splits: tuple[str, ...], fix: str) -> None:
+    """``DataError`` (one line: files, columns, counts, then ``fix``) when ``missing_labels`` finds any."""
+    problems = missing_labels(cohort, columns, splits)
+    if problems:
+        raise DataError(f"{'; '.join(problems)}; {fix}")
+
+
 def validate_cohort(cohort: Cohort, check_sha256: bool = True) -> pd.DataFrame:
     """Read every image (finite voxels, shape), check checksums and split leakage; return the summary.
 

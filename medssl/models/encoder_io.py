@@ -34,13 +34,34 @@ def save_encoder(path: str | Path, backbone: nn.Module, card: dict[str, Any]) ->
 
 
 def resolve_encoder_path(source: str | Path) -> Path:
-    """Accept a run folder (uses ``RUN/encoder.pt``) or an ``encoder.pt`` file."""
+    """Accept a run folder (uses ``RUN/encoder.pt``) or an ``encoder.pt`` file.
+
+    Raises:
+        DataError: one line with the fix: a folder of runs lists them; a training checkpoint
+            (``RUN/checkpoints/*.pt``) points to its run folder; otherwise the missing file or card.
+    """
     source = Path(source)
     path = source / "encoder.pt" if source.is_dir() else source
+    if source.is_dir() and not path.is_file():
+        runs = sorted(p.name for p in source.iterdir() if (p / "encoder.pt").is_file())
+        if runs:
+            raise DataError(
+                f"{source} holds no encoder.pt but the run folders {', '.join(runs)}: give one of them, e.g. "
+                f"medssl evaluate {source / runs[0]} (or compare them: medssl compare "
+                f"{' '.join(str(source / r) for r in runs)} --out OUT)"
+            )
+        if (source / "checkpoints" / "last.pt").is_file():
+            raise DataError(f"{source} has no encoder.pt yet: its training did not finish; resume it "
+                            "(medssl pretrain with the same config and out=) to write encoder.pt")
+    if path.parent.name == "checkpoints" and not card_path(path).is_file():
+        run = path.parent.parent
+        has = "or its encoder.pt" if (run / "encoder.pt").is_file() else "once training has written encoder.pt"
+        raise DataError(f"{path} is a training checkpoint, not an encoder: point at the run folder {run} {has}")
     if not path.is_file():
         raise DataError(f"no encoder at {path}: give a run folder with encoder.pt or the .pt file")
     if not card_path(path).is_file():
-        raise DataError(f"{path} has no card {card_path(path).name} beside it")
+        raise DataError(f"{path} has no card {card_path(path).name} beside it; give the run folder that "
+                        "medssl pretrain wrote (encoder.pt and encoder.json side by side)")
     return path
 
 
@@ -61,8 +82,11 @@ def load_encoder(source: str | Path, map_location: str | torch.device = "cpu") -
     backbone = BACKBONES.build(name, **spec)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt or truncated file
-        raise DataError(f"cannot read encoder weights {path}: {exc}") from exc
+    except Exception as exc:  # not a torch file, corrupt or truncated: torch's reason, first line only
+        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise DataError(f"{path} is not a weights file medssl can read ({reason[:120]}); restore the "
+                        "encoder.pt that medssl pretrain wrote beside its encoder.json, or re-run medssl "
+                        "pretrain") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(f"{path} holds {type(state).__name__}, not a state dict of tensors")
     expected = backbone.state_dict()

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from medssl.data import SPLITS, require_labels
 from medssl.errors import ConfigError, DataError
 from medssl.eval.cv import make_folds
 from medssl.eval.features import extract_features, view_pair_features
@@ -92,10 +93,12 @@ def evaluate(
     unknown = [p for p in alt_probes if p not in ALTERNATIVE_PROBES]
     if unknown:
         raise ConfigError(f"unknown alternative probe(s) {unknown}; choose from {', '.join(ALTERNATIVE_PROBES)}")
-    out = ensure_writable(Path(out) if out is not None else default_out(encoder_source), overwrite)
     encoder, card = load_encoder(encoder_source)
-    digest = state_digest(encoder)
     cohort = _open(data_source, card.get("modality", "vbm"), data_root)
+    require_labels(cohort, ("age", "site"), SPLITS,
+                   "fill in the column: the challenge probes need the age and the site of every scan")
+    out = ensure_writable(Path(out) if out is not None else default_out(encoder_source), overwrite)
+    digest = state_digest(encoder)
     dataset = _dataset(cohort, card)
     dev = resolve_device(device)
     X, meta = extract_features(encoder, dataset, dev, batch_size, num_workers, progress)

@@ -28,6 +28,7 @@ from medssl.config import DataConfig, TrainConfig, component, save_resolved
 from medssl.utils.device import resolve_device
 from medssl.errors import ConfigError
 from medssl.eval.cv import EXTERNAL, INTERNAL, TRAIN, Fold
+from medssl.models.encoder_io import load_encoder
 from medssl.pipelines import finetune_splits as splits
 from medssl.pipelines.finetune_fit import (
     LabelledRows,
@@ -189,20 +190,24 @@ def finetune(cfg: FinetuneConfig, *, overwrite: bool = False) -> Path:
     """Run every (init, size, fold, repeat) of ``cfg``; returns the run folder holding ``metrics.json``."""
     _check(cfg)
     run_dir = Path(cfg.out)
-    resuming = prepare_run_dir(run_dir, cfg, False, overwrite, state="models")
     device = resolve_device(cfg.train.device)
     cohort = open_task_cohort(cfg.data)
     classes = splits.task_classes(cfg.task.positive, cfg.task.control, cfg.task.classes)
     table = cohort.table
     labels = splits.encode_labels(table, classes, str(cfg.data.source))
     inits = resolve_inits(cfg)
+    for init in inits:
+        if init.card is not None:
+            load_encoder(init.source)  # a bad weights file fails here, not after OUT is written
     leakage = guard_leakage(inits, cohort, cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(cfg, run_dir / "config.yaml", {**environment_info(), "leakage": leakage,
-                                                  "resumed": resuming})
     ft = cfg.finetune
     folds = splits.task_folds(table, labels, ft.splits, cfg.train.seed, ft.n_external_sites,
                               ft.internal_fraction, ft.n_folds)
+    # everything that can fail before training has been checked: only now is OUT touched (as pretrain)
+    resuming = prepare_run_dir(run_dir, cfg, False, overwrite, state="models")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, run_dir / "config.yaml", {**environment_info(), "leakage": leakage,
+                                                  "resumed": resuming})
     sizes = cfg.train.n_labelled or [None]
     results, frames, curves = [], [], {}
     for init in inits:

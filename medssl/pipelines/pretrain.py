@@ -100,6 +100,7 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
             save_encoder(run_dir / "encoder.pt", method.backbone, {
                 "backbone": {k: v for k, v in cfg.model.items() if k not in COMPUTE_ONLY_KWARGS},
                 "input_shape": input_shape,
+                "cohort_shape": list(cohort.image_shape),  # the grid before preprocessing (export checks it)
                 "modality": cfg.data.modality,
                 "preprocessing": {"shape": input_shape, "resize": cfg.data.resize,
                                   "normalize": "zscore"},

@@ -1,10 +1,13 @@
-"""Local stand-in for the RAMP server: run a submission on a kit-layout cohort and print its four scores.
+"""Local stand-in for the RAMP server: run a submission on a kit-layout cohort, check the kit's contract and
+return its four scores.
 
 Emulates the kit's ``train_submission`` / ``test_submission`` (``problem.py``): import estimator.py under
 the sanitizer, set ``VBM_MASK`` / ``QUASIRAW_MASK`` to the masks at the kit root, ``fit(None, None)``,
 set ``indices`` on every step that has it, ``predict`` on the FULL matrix, reset ``indices``; then the
 server's probes (``openbhb_age`` / ``openbhb_site``) and scores: ``mae_age`` and ``bacc_site`` on the
 internal test rows, ``ext_mae_age`` on the external ones, ``challenge_metric = ext_mae_age * bacc_site**0.3``.
+Whatever the submission does wrong (a sanitizer word, an exception in its own code, a broken contract) is a
+``SubmissionFailure`` naming the step and, for an exception, the line of estimator.py.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,23 +73,40 @@ def read_kit(root: str | Path) -> KitData:
     return KitData(*parts["train"], *parts["test"], masks=masks)
 
 
-def write_synthetic_kit(out: str | Path, n_subjects: int = 48, seed: int = 0) -> Path:
-    """A small synthetic cohort in the kit layout (3 training sites + 1 external site) at ``out``."""
-    from medssl.data import make_synthetic_cohort
+class SubmissionFailure(DataError):
+    """The submission breaks the kit's contract or raises in its own code: the check's FAIL."""
 
-    return make_synthetic_cohort(out, "healthy", n_subjects=n_subjects, n_sites=3, n_external_sites=1,
-                                 seed=seed, layout="kit")
+
+@contextlib.contextmanager
+def submission_step(step: str, folder: str | Path) -> Iterator[None]:
+    """Turn an exception raised by the submission's own code during ``step`` into a ``SubmissionFailure``
+    naming the step, the exception and the last estimator.py line it passed through."""
+    try:
+        yield
+    except SubmissionFailure:
+        raise
+    except Exception as exc:  # anything the submission's code raises is its failure, reported in one line
+        path = Path(folder) / "estimator.py"
+        lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+        where = f" ({path}, line {lines[-1]})" if lines else ""
+        message = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise SubmissionFailure(f"{step} raised {type(exc).__name__}: {message}{where}") from exc
 
 
 def import_submission(folder: str | Path, strict: bool = False) -> Any:
-    """Import ``folder/estimator.py`` as the kit does (sanitize first); ``DataError`` names offending lines."""
+    """Import ``folder/estimator.py`` as the kit does (sanitize first); ``SubmissionFailure`` names offending
+    lines."""
     path = Path(folder) / "estimator.py"
     if not path.is_file():
-        raise DataError(f"{path} does not exist: give a submission folder (medssl export-openbhb --out ...)")
-    check_source(path.read_text(), str(path), strict=strict)
-    module = load_estimator_module(folder)
+        raise SubmissionFailure(f"{path} does not exist: give a submission folder (medssl export-openbhb --out ...)")
+    try:
+        check_source(path.read_text(), str(path), strict=strict)
+    except DataError as exc:
+        raise SubmissionFailure(str(exc)) from exc
+    with submission_step("importing estimator.py", folder):
+        module = load_estimator_module(folder)
     if not callable(getattr(module, "get_estimator", None)):
-        raise DataError(f"{path} defines no get_estimator()")
+        raise SubmissionFailure(f"{path} defines no get_estimator()")
     return module
 
 
@@ -109,7 +130,7 @@ def set_indices(estimator: Any, indices: Any) -> int:
     try:
         items = list(estimator)
     except TypeError as exc:
-        raise DataError("get_estimator() must return an iterable estimator (a sklearn Pipeline)") from exc
+        raise SubmissionFailure("get_estimator() must return an iterable estimator (a sklearn Pipeline)") from exc
     n = 0
     for item in items:
         if hasattr(item, "indices"):
@@ -122,23 +143,23 @@ def server_features(fitted: Any, X: np.ndarray, rows: Any) -> np.ndarray:
     """Features of ``X[rows]`` the way the server asks: indices on the steps, ``predict`` on the FULL ``X``.
 
     Raises:
-        DataError: no step has ``indices``; output not a finite 2-D array with one row per index and
+        SubmissionFailure: no step has ``indices``; output not a finite 2-D array with one row per index and
             at most 10000 columns.
     """
     if set_indices(fitted, rows) == 0:
-        raise DataError("no step of the fitted estimator has an `indices` attribute: the kit's CV would fail")
+        raise SubmissionFailure("no step of the fitted estimator has an `indices` attribute: the kit's CV would fail")
     try:
         features = fitted.predict(X)
     finally:
         set_indices(fitted, None)
     if not isinstance(features, np.ndarray) or features.ndim != 2:
-        raise DataError(f"predict must return a 2-D numpy array, got {type(features).__name__}")
+        raise SubmissionFailure(f"predict must return a 2-D numpy array, got {type(features).__name__}")
     if len(features) != len(rows):
-        raise DataError(f"predict returned {len(features)} rows for {len(rows)} indices: `indices` ignored")
+        raise SubmissionFailure(f"predict returned {len(features)} rows for {len(rows)} indices: `indices` ignored")
     if features.shape[1] > MAX_FEATURES:
-        raise DataError(f"{features.shape[1]} features: the kit raises above {MAX_FEATURES}")
+        raise SubmissionFailure(f"{features.shape[1]} features: the kit raises above {MAX_FEATURES}")
     if not np.isfinite(features).all():
-        raise DataError("predict returned NaN or inf features")
+        raise SubmissionFailure("predict returned NaN or inf features")
     return features
 
 
@@ -177,22 +198,30 @@ def probe_scores(F_train: np.ndarray, y_train: pd.DataFrame, F_test: np.ndarray,
 
 def check_submission(folder: str | Path, kit_root: str | Path, strict: bool = False, n_jobs: int | None = None,
                      log: Callable[[str], None] = print) -> dict[str, float]:
-    """Run the server's calls on a kit-layout cohort, check the ``indices`` contract, return the scores."""
+    """Run the server's calls on a kit-layout cohort, check the ``indices`` contract, return the scores.
+
+    Raises:
+        DataError: ``kit_root`` is not a kit layout.
+        SubmissionFailure: the submission fails (see the module docstring).
+    """
     kit = read_kit(kit_root)
     module = import_submission(folder, strict=strict)
     log(f"sanitizer: ok ({Path(folder) / 'estimator.py'})")
     with mask_env(kit.masks):
-        estimator = module.get_estimator()
-        fitted = estimator.fit(None, None)
+        with submission_step("get_estimator().fit(None, None)", folder):
+            fitted = module.get_estimator().fit(None, None)
         start = time.perf_counter()
-        F_train = server_features(fitted, kit.X_train, np.arange(len(kit.X_train)))
+        with submission_step("predict on the train rows", folder):
+            F_train = server_features(fitted, kit.X_train, np.arange(len(kit.X_train)))
         seconds = (time.perf_counter() - start) / max(len(kit.X_train), 1)
-        F_test = server_features(fitted, kit.X_test, range(len(kit.X_test)))
-        subset = np.arange(len(kit.X_train))[::-1][: min(4, len(kit.X_train))]
-        F_subset = server_features(fitted, kit.X_train, subset)
+        with submission_step("predict on the test rows", folder):
+            F_test = server_features(fitted, kit.X_test, range(len(kit.X_test)))
+            subset = np.arange(len(kit.X_train))[::-1][: min(4, len(kit.X_train))]
+            F_subset = server_features(fitted, kit.X_train, subset)
     if not np.allclose(F_subset, F_train[subset], atol=1e-5, rtol=1e-5):
-        raise DataError("predict with indices=[...] differs from the same rows of a full predict")
-    log(f"features: train {F_train.shape}, test {F_test.shape}, {seconds * 1e3:.1f} ms per subject")
+        raise SubmissionFailure("predict with indices=[...] differs from the same rows of a full predict")
+    log(f"features: train {F_train.shape}, test {F_test.shape} from rows of {kit.X_train.shape[1]} columns, "
+        f"{seconds * 1e3:.1f} ms per subject")
     scores = probe_scores(F_train, kit.y_train, F_test, kit.y_test, n_jobs=n_jobs)
     if not scores["converged"]:
         log("warning: the site probe (saga, max_iter=150) did not converge; features may be badly scaled")

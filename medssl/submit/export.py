@@ -3,8 +3,10 @@
 The folder holds ``estimator.py`` (generated from ``medssl/submit/templates``: one plain-torch
 architecture block whose state_dict keys equal medssl's backbone, plus the runtime), ``weights.pth``
 (``{"model": state_dict}``, loadable with ``weights_only=True``) and ``metadata.pkl`` (a dict written with
-pandas: architecture, kwargs, modality, preprocessing). Before the folder is moved into place the
-estimator is checked: sanitizer (strict), import without medssl, strict key match and equal outputs.
+pandas, pickle protocol 4: architecture, kwargs, modality, preprocessing, the grids and what was learned; no
+local paths). Before the folder is moved into place the estimator is checked: sanitizer (strict), import
+without medssl, strict key match and equal outputs. A run whose encoder never saw the challenge's grid
+(``KIT_GRIDS``; the card's ``cohort_shape``) is refused unless ``allow_grid_mismatch``.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from medssl.data.kit import KIT_GRIDS
 from medssl.errors import ConfigError, DataError
 from medssl.models.encoder_io import load_encoder, resolve_encoder_path
 from medssl.submit.sanitize import check_source
@@ -38,6 +42,7 @@ metadata.pkl from this folder; predict(X) honours the ``indices`` attribute set 
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections import OrderedDict
 
@@ -67,8 +72,47 @@ def render_estimator(architecture: str, modality: str, num_features: int) -> str
     return source
 
 
-def build_metadata(card: dict[str, Any], modality: str | None, batch_size: int, source: Path) -> dict[str, Any]:
-    """metadata.pkl content from an encoder card; ``ConfigError`` for what the estimator cannot reproduce."""
+def _grid(shape: Any) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+def check_grid(card: dict[str, Any], modality: str, shape: list[int] | None, source: Path,
+               allow_mismatch: bool) -> dict[str, Any]:
+    """Refuse an encoder that never saw the challenge's ``modality`` grid; returns the grids for metadata.
+
+    The grid the encoder was pretrained from is the card's ``cohort_shape`` (the stored volumes before
+    preprocessing); older cards lack it, and then only an input shape equal to the grid proves it.
+
+    Raises:
+        ConfigError: the grids differ (both named) and ``allow_mismatch`` is False.
+    """
+    grid = tuple(KIT_GRIDS[modality])
+    seen = card.get("cohort_shape")
+    matches = tuple(seen) == grid if seen else shape is not None and tuple(shape) == grid
+    if not matches and not allow_mismatch:
+        target = tuple(shape) if shape else grid
+        resize = (card.get("preprocessing") or {}).get("resize", "crop_pad")
+        kept = float(np.prod([min(s, t) for s, t in zip(grid, target)]) / np.prod(grid))
+        effect = (f"resample every {_grid(grid)} volume to {_grid(target)}" if resize == "resample"
+                  else f"centre-crop every {_grid(grid)} volume to {_grid(target)} ({100 * kept:.1f} % of it kept)")
+        what = (f"was pretrained on {_grid(seen)} volumes, never on" if seen else
+                f"has an input shape of {_grid(target)} and its card does not record the grid it was "
+                "pretrained on (no cohort_shape), so it is not known to have seen")
+        raise ConfigError(
+            f"{source} {what} the challenge's {modality} grid {_grid(grid)}: its estimator would {effect}. "
+            f"Export a run pretrained on {_grid(grid)} {modality} volumes (OpenBHB), or pass "
+            "--allow-grid-mismatch to export it anyway"
+        )
+    return {"challenge_grid": list(grid), "pretraining_grid": [int(s) for s in seen] if seen else None,
+            "grid_mismatch_allowed": not matches}
+
+
+def build_metadata(card: dict[str, Any], modality: str | None, batch_size: int, source: Path,
+                   allow_grid_mismatch: bool = False) -> dict[str, Any]:
+    """metadata.pkl content from an encoder card: what the server needs to run the encoder and a reader to
+    know what it is, without local paths; ``ConfigError`` for what the estimator cannot reproduce."""
+    from medssl import __version__
+
     spec = dict(card["backbone"])
     architecture = spec.pop("name")
     card_modality = card.get("modality")
@@ -91,20 +135,29 @@ def build_metadata(card: dict[str, Any], modality: str | None, batch_size: int, 
         raise ConfigError(f"{source}: num_features={num_features}; the kit accepts 1..{MAX_FEATURES} features")
     if int(batch_size) < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    shape = [int(s) for s in shape] if shape else None
+    grids = check_grid(card, modality, shape, source, allow_grid_mismatch)
     return {
         "architecture": architecture,
         "backbone_kwargs": spec,
         "num_features": num_features,
         "modality": modality,
         "preprocessing": {
-            "shape": [int(s) for s in shape] if shape else None,
+            "shape": shape,
             "resize": prep.get("resize", "crop_pad"),
             "normalize": prep.get("normalize", "zscore"),
         },
         "batch_size": int(batch_size),
-        "source": str(source),
-        "card": card,
+        **grids,
+        "pretraining": {key: _name(card.get(key)) for key in ("method", "loss", "regularizer")},
+        "medssl_version": __version__,
     }
+
+
+def _name(spec: Any) -> str | None:
+    """A component's name (``{"name": ...}`` or a plain string) for metadata; never its other settings."""
+    name = spec.get("name") if isinstance(spec, dict) else spec
+    return str(name) if name is not None else None
 
 
 def export_openbhb(
@@ -113,16 +166,18 @@ def export_openbhb(
     modality: str | None = None,
     batch_size: int = 8,
     overwrite: bool = False,
+    allow_grid_mismatch: bool = False,
 ) -> Path:
     """Write the submission folder ``out`` from a run folder or ``encoder.pt`` (atomically).
 
     Raises:
-        ConfigError: backbone without template, bad modality/preprocessing, more than 10000 features.
+        ConfigError: backbone without template, bad modality/preprocessing, more than 10000 features, an
+            encoder that never saw the challenge's grid (unless ``allow_grid_mismatch``).
         OutputExistsError: ``out`` exists and ``overwrite`` is False.
     """
     path = resolve_encoder_path(source)
     backbone, card = load_encoder(path)
-    meta = build_metadata(card, modality, batch_size, path)
+    meta = build_metadata(card, modality, batch_size, path, allow_grid_mismatch)
     text = render_estimator(meta["architecture"], meta["modality"], meta["num_features"])
     out = ensure_writable(out, overwrite)
     with atomic_path(out) as tmp:
@@ -130,7 +185,7 @@ def export_openbhb(
         (tmp / "estimator.py").write_text(text)
         state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
         torch.save({"model": state}, tmp / "weights.pth")
-        pd.to_pickle(meta, tmp / "metadata.pkl")
+        pd.to_pickle(meta, tmp / "metadata.pkl", protocol=4)  # readable by Python >= 3.4
         verify_export(tmp, backbone)
     return Path(out)
 

@@ -125,3 +125,18 @@ def test_the_encoders_recorded_resize_prepares_the_clinical_volumes(scz_manifest
     (scratch,) = resolve_inits(_cfg(scz_manifest, tmp_path / "o2", "init=scratch", "finetune.recipe=full"))
     scratch.prepare(cfg, open_task_cohort(cfg.data), labels=None, device=torch.device("cpu"))  # type: ignore[arg-type]
     assert scratch.dataset.resize == cfg.data.resize == "crop_pad"
+
+
+def test_a_failure_before_training_leaves_no_folder(scz_manifest: Path, tmp_path: Path) -> None:
+    """A corrupt encoder is found before OUT is touched: no folder, and --overwrite keeps the previous run."""
+    enc = make_encoder(tmp_path / "enc", None)
+    enc.write_text("not weights\n")
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="is not a weights file"):
+        finetune(_cfg(scz_manifest, out, f"init={enc}", "finetune.leakage=warn"))
+    assert not out.exists()
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")  # a finished earlier run
+    with pytest.raises(DataError, match="is not a weights file"):
+        finetune(_cfg(scz_manifest, out, f"init={enc}", "finetune.leakage=warn"), overwrite=True)
+    assert (out / "metrics.json").read_text() == "{}"

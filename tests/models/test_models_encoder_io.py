@@ -45,3 +45,35 @@ def test_bad_encoder_files_are_one_data_error_naming_the_file(tmp_path: Path, br
     with pytest.raises(DataError, match=match) as info:
         load_encoder(path)
     assert str(tmp_path) in str(info.value)
+
+
+def test_a_file_that_is_not_weights_says_what_to_do(tmp_path: Path) -> None:
+    path = saved(tmp_path)
+    path.write_text("encoder weights go here\n")
+    with pytest.raises(DataError) as err:
+        load_encoder(tmp_path)
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and str(path) in message
+    assert "is not a weights file" in message and "medssl pretrain" in message
+
+
+def test_a_checkpoint_points_to_its_run_folder(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    saved(run)
+    torch.save({"model": {}, "epoch": 3}, run / "checkpoints" / "last.pt")
+    with pytest.raises(DataError, match="training checkpoint") as err:
+        load_encoder(run / "checkpoints" / "last.pt")
+    assert f"point at the run folder {run} or its encoder.pt" in str(err.value)
+
+
+def test_a_folder_of_runs_lists_them(tmp_path: Path) -> None:
+    for arm in ("yaware", "simclr"):
+        (tmp_path / "demo" / arm).mkdir(parents=True)
+        saved(tmp_path / "demo" / arm)
+    (tmp_path / "demo" / "data").mkdir()
+    with pytest.raises(DataError) as err:
+        load_encoder(tmp_path / "demo")
+    message = str(err.value)
+    assert f"{tmp_path / 'demo'} holds no encoder.pt but the run folders simclr, yaware" in message
+    assert str(tmp_path / "demo" / "simclr") in message and "data" not in message.split("folders")[1]

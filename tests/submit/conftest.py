@@ -63,8 +63,13 @@ def write_test_kit(root: Path, seed: int = 0) -> Path:
 
 
 def save_test_encoder(folder: Path, name: str, input_shape: tuple[int, int, int], modality: str = "vbm",
-                      resize: str = "crop_pad", **kwargs: object) -> Path:
-    """Save a randomly initialised backbone (with non-trivial BatchNorm statistics) as RUN/encoder.pt."""
+                      resize: str = "crop_pad", cohort_shape: tuple[int, int, int] | None = None,
+                      **kwargs: object) -> Path:
+    """Save a randomly initialised backbone (with non-trivial BatchNorm statistics) as RUN/encoder.pt.
+
+    The card also holds what ``medssl pretrain`` records about where it ran: the cohort folder, the run
+    folder inside the config (absolute paths) and ``cohort_shape`` (default: ``input_shape``).
+    """
     torch.manual_seed(0)
     backbone = BACKBONES.build(name, in_channels=1, **kwargs)
     for m in backbone.modules():
@@ -76,6 +81,11 @@ def save_test_encoder(folder: Path, name: str, input_shape: tuple[int, int, int]
         "input_shape": list(input_shape),
         "modality": modality,
         "preprocessing": {"shape": list(input_shape), "resize": resize, "normalize": "zscore"},
+        "cohort_shape": list(cohort_shape or input_shape),
+        "cohort": str(folder.parent / "cohort"),
+        "method": "siamese",
+        "loss": {"name": "yaware", "sigma": 2.0, "label": "age"},
+        "config": {"data": {"source": str(folder.parent / "cohort")}, "out": str(folder)},
     }
     save_encoder(folder / "encoder.pt", backbone, card)
     return folder
@@ -108,4 +118,5 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_submission(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Path:
-    return export_openbhb(tiny_run, tmp_path_factory.mktemp("subs") / "tiny")
+    """The tiny run (16^3, never on the challenge's grid) exported on purpose, for the synthetic kits."""
+    return export_openbhb(tiny_run, tmp_path_factory.mktemp("subs") / "tiny", allow_grid_mismatch=True)

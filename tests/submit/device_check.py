@@ -51,6 +51,7 @@ def prepare(prep: Path) -> None:
         num = {"densenet121_3d": 1024, "resnet18_3d": 512, "alexnet_3d": 128}[name]
         card = {"backbone": {"name": name, "in_channels": 1, **kwargs}, "num_features": num,
                 "input_shape": list(shape), "modality": modality,
+                "cohort_shape": list(VBM_SHAPE if modality == "vbm" else QUASI_SHAPE),
                 "preprocessing": {"shape": list(shape), "resize": resize, "normalize": "zscore"}}
         (prep / case).mkdir(parents=True, exist_ok=True)
         (prep / case / "estimator.py").write_text(render_estimator(name, modality, num))

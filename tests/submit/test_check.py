@@ -87,13 +87,58 @@ def test_rejects_an_estimator_that_ignores_indices(kit_root: Path, tmp_path: Pat
         check_submission(tmp_path, kit_root)
 
 
+RAISES_IN_FIT = IGNORES_INDICES.replace("        self.fitted_ = True", "        raise TypeError('no weights_only here')")
+
+
 def test_cli_export_then_check(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Default check: a stand-in of the real kit (full-width rows, real mask sizes); last line PASS, exit 0."""
     out = tmp_path / "submissions" / "tiny"
-    assert main(["export-openbhb", str(tiny_run), "--out", str(out), "--batch-size", "4"]) == 0
+    assert main(["export-openbhb", str(tiny_run), "--out", str(out), "--batch-size", "4", "--allow-grid-mismatch"]) == 0
     printed = capsys.readouterr().out
     assert "ramp-test --submission tiny --quick-test" in printed and "medssl check-submission" in printed
-    assert main(["export-openbhb", str(tiny_run), "--out", str(out)]) == 2  # refuses to overwrite
-    assert main(["check-submission", str(out)]) == 0  # no --data: medssl's synthetic kit, in a temporary folder
-    printed = capsys.readouterr().out
-    assert "synthetic kit" in printed
-    assert all(key in printed for key in ("mae_age", "bacc_site", "ext_mae_age", "challenge_metric"))
+    assert main(["export-openbhb", str(tiny_run), "--out", str(out), "--allow-grid-mismatch"]) == 2  # exists
+    assert main(["check-submission", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "stand-in" in lines[0] and any("rows of 3659572 columns" in line for line in lines)
+    assert all(any(key in line for line in lines) for key in ("mae_age", "bacc_site", "ext_mae_age", "challenge_metric"))
+    assert lines[-1].startswith("PASS: ")
+
+
+@pytest.mark.parametrize("source,reason", [
+    (IGNORES_INDICES, "`indices` ignored"),
+    (RAISES_IN_FIT, "get_estimator().fit(None, None) raised TypeError: no weights_only here"),
+    (IGNORES_INDICES + "# an open call\n", "'open'"),
+])
+def test_cli_check_ends_with_fail(source: str, reason: str, kit_root: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "estimator.py").write_text(source)
+    assert main(["check-submission", str(tmp_path), "--data", str(kit_root)]) == 1
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("FAIL: ") and reason in last
+    if source is RAISES_IN_FIT:
+        line = next(i for i, text in enumerate(source.splitlines(), 1) if "raise TypeError" in text)
+        assert f"estimator.py, line {line})" in last
+
+
+def test_cli_check_passes_on_a_kit_folder(tiny_submission: Path, kit_root: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["check-submission", str(tiny_submission), "--data", str(kit_root)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("PASS: ")
+    assert main(["check-submission", str(tiny_submission), "--data", str(kit_root / "data")]) == 2  # not a kit
+
+
+def test_standin_kit_has_the_kit_widths(tmp_path: Path) -> None:
+    """The default stand-in: 3,659,572-column rows; masks of 519,945 (vbm, 4-D TPM > 0.05) and 1,827,095 voxels."""
+    import nibabel
+
+    from medssl.data.kit_writer import write_standin_kit
+    from medssl.submit.check import read_kit
+
+    kit = read_kit(write_standin_kit(tmp_path / "kit", n_train=10, n_internal=2, n_external=1))
+    assert kit.X_train.shape == (10, 3659572) and kit.X_test.shape == (3, 3659572)
+    assert kit.X_train.dtype == np.float32 and 0 <= kit.X_test[2].min() and kit.X_test[2].max() < 1
+    tpm = nibabel.load(kit.masks["VBM_MASK"]).get_fdata()
+    assert tpm.shape == (121, 145, 121, 1) and int((tpm > 0.05).sum()) == 519945
+    brain = nibabel.load(kit.masks["QUASIRAW_MASK"]).get_fdata()
+    assert brain.shape == (182, 218, 182) and int((brain > 0).sum()) == 1827095
+    assert list(kit.y_test["split"]) == ["internal_test", "internal_test", "external_test"]
+    assert list(kit.y_train["split"].unique()) == ["internal_train"] and sorted(kit.y_train["site"].unique()) == [0, 1]

@@ -31,14 +31,14 @@ def test_files_and_their_content(tiny_submission: Path, tiny_run: Path) -> None:
 
 
 def test_refuses_to_overwrite_and_leaves_nothing_half_written(tiny_run: Path, tmp_path: Path) -> None:
-    out = export_openbhb(tiny_run, tmp_path / "sub", batch_size=2)
+    out = export_openbhb(tiny_run, tmp_path / "sub", batch_size=2, allow_grid_mismatch=True)
     before = (out / "estimator.py").read_text()
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        export_openbhb(tiny_run, out)
-    export_openbhb(tiny_run, out, batch_size=3, overwrite=True)
+        export_openbhb(tiny_run, out, allow_grid_mismatch=True)
+    export_openbhb(tiny_run, out, batch_size=3, overwrite=True, allow_grid_mismatch=True)
     assert pd.read_pickle(out / "metadata.pkl")["batch_size"] == 3 and (out / "estimator.py").read_text() == before
     with pytest.raises(ConfigError, match="pretrained on 'vbm'"):
-        export_openbhb(tiny_run, tmp_path / "other", modality="quasiraw")
+        export_openbhb(tiny_run, tmp_path / "other", modality="quasiraw", allow_grid_mismatch=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]  # no temporary left behind
 
 
@@ -46,13 +46,13 @@ def test_card_checks(tiny_run: Path) -> None:
     card = json.loads((tiny_run / "encoder.json").read_text())
     source = tiny_run / "encoder.pt"
     with pytest.raises(ConfigError, match="1..10000 features"):
-        build_metadata({**card, "num_features": 10001}, None, 8, source)
-    assert build_metadata({**card, "num_features": 10000}, None, 8, source)["num_features"] == 10000
+        build_metadata({**card, "num_features": 10001}, None, 8, source, True)
+    assert build_metadata({**card, "num_features": 10000}, None, 8, source, True)["num_features"] == 10000
     with pytest.raises(ConfigError, match="resize"):
-        build_metadata({**card, "preprocessing": {"resize": "area"}}, None, 8, source)
+        build_metadata({**card, "preprocessing": {"resize": "area"}}, None, 8, source, True)
     with pytest.raises(ConfigError, match="--modality"):
-        build_metadata({**card, "modality": None}, None, 8, source)
-    assert build_metadata({**card, "modality": None}, "quasiraw", 8, source)["modality"] == "quasiraw"
+        build_metadata({**card, "modality": None}, None, 8, source, True)
+    assert build_metadata({**card, "modality": None}, "quasiraw", 8, source, True)["modality"] == "quasiraw"
     with pytest.raises(ConfigError, match="no plain-torch template"):
         arch_template("vit_3d")
 

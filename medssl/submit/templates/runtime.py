@@ -4,11 +4,15 @@ Template: ``medssl.submit.export`` inlines the code below the ``# %% exported`` 
 after one architecture block that defines ``ARCHITECTURE`` and ``build_backbone(**kwargs)``; the import
 of the tiny block below only makes this file importable on its own. The exported text must pass the
 RAMP sanitizer, so it never names the builtin that reads files (``np.load``, ``pandas.read_pickle`` and
-``torch.load`` do it) and avoids that word everywhere, comments included.
+``torch.load`` do it) and avoids that word everywhere, comments included. It must run on the kit's
+stack (torch 1.8-2.x, Python >= 3.8): features newer than torch 1.8 are detected, never assumed, and
+no syntax newer than Python 3.8 is used (tests parse it with ``feature_version=(3, 8)`` and run it
+against torch 1.8's and 1.12's API).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import nibabel
@@ -121,9 +125,20 @@ def zscore(x):
     """
     dims = tuple(range(1, x.dim()))
     x64 = x.double()
-    mean = x64.mean(dim=dims, keepdim=True)
-    std = x64.std(dim=dims, keepdim=True, correction=0).clamp_min(1e-8)
-    return ((x64 - mean) / std).float()
+    centred = x64 - x64.mean(dim=dims, keepdim=True)
+    std = centred.pow(2).mean(dim=dims, keepdim=True).sqrt().clamp(min=1e-8)  # torch 1.8: no std(correction=)
+    return (centred / std).float()
+
+
+def load_weights(path):
+    """``torch.load`` on the CPU, restricted to tensors (``weights_only``) where this torch has it (>= 1.13)."""
+    restrict = "weights_only" in inspect.signature(torch.load).parameters
+    return torch.load(path, map_location="cpu", **({"weights_only": True} if restrict else {}))
+
+
+def no_grad():
+    """``torch.inference_mode()`` where this torch has it (>= 1.9), else ``torch.no_grad()``."""
+    return getattr(torch, "inference_mode", torch.no_grad)()
 
 
 def preprocess(volumes, preprocessing):
@@ -156,7 +171,7 @@ class OpenBHBEmbedder(BaseEstimator):
         meta = pandas.read_pickle(os.path.join(folder, "metadata.pkl"))
         if meta["architecture"] != ARCHITECTURE:
             raise RuntimeError(f"metadata.pkl is for {meta['architecture']!r}, this file defines {ARCHITECTURE!r}")
-        weights = torch.load(os.path.join(folder, "weights.pth"), map_location="cpu", weights_only=True)
+        weights = load_weights(os.path.join(folder, "weights.pth"))
         model = build_backbone(**meta["backbone_kwargs"])
         model.load_state_dict(weights["model"], strict=True)
         self.device_ = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -187,7 +202,7 @@ class OpenBHBEmbedder(BaseEstimator):
         the features by ~1e-4, which would break the match with medssl's CPU features (1e-5).
         """
         cudnn = torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False)
-        with cudnn, torch.inference_mode():
+        with cudnn, no_grad():
             x = torch.from_numpy(volumes)[:, None].to(self.device_)
             x = preprocess(x, self.meta_["preprocessing"])
             return self.model_(x).float().cpu().numpy()
