@@ -47,7 +47,7 @@ class BYOLLoss(nn.Module):
 
     Examples:
         >>> p = torch.randn(4, 8)
-        >>> float(BYOLLoss("negative_cosine")(p, p, p, p))
+        >>> round(float(BYOLLoss("negative_cosine")(p, p, p, p)), 6)
         -2.0
     """
 
