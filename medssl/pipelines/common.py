@@ -53,9 +53,11 @@ def build_objective(loss: dict[str, Any], regularizer: dict[str, Any],
     return CombinedObjective(main, reg, alpha=objective.alpha, lam=objective.lam)
 
 
-def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool,
+def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool | None, overwrite: bool,
                     state: str = "checkpoints/last.pt") -> bool:
     """Decide between a new run and a resume; returns True when resuming.
+
+    ``resume=None``: the command has no ``--resume`` (a changed config is refused without offering it).
 
     ``state`` is the path, inside ``run_dir``, whose presence means there is progress to resume.
 
@@ -85,8 +87,8 @@ def prepare_run_dir(run_dir: Path, cfg: Any, resume: bool, overwrite: bool,
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise OutputExistsError(
             f"{run_dir} holds a run with another config (differs in: {', '.join(changed)}). "
-            "Pass --resume to continue it with the new config, --overwrite to start again, "
-            "or choose another out=RUN_DIR"
+            + ("Pass --resume to continue it with the new config, " if resume is not None else "Pass ")
+            + "--overwrite to start again, or choose another out=RUN_DIR"
         )
     raise OutputExistsError(
         f"{run_dir} is not empty and holds no resumable run; pass --overwrite or choose another out="

@@ -204,7 +204,7 @@ def finetune(cfg: FinetuneConfig, *, overwrite: bool = False) -> Path:
     folds = splits.task_folds(table, labels, ft.splits, cfg.train.seed, ft.n_external_sites,
                               ft.internal_fraction, ft.n_folds)
     # everything that can fail before training has been checked: only now is OUT touched (as pretrain)
-    resuming = prepare_run_dir(run_dir, cfg, False, overwrite, state="models")
+    resuming = prepare_run_dir(run_dir, cfg, None, overwrite, state="models")  # no --resume
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir / "config.yaml", {**environment_info(), "leakage": leakage,
                                                   "resumed": resuming})

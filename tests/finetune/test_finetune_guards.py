@@ -140,3 +140,19 @@ def test_a_failure_before_training_leaves_no_folder(scz_manifest: Path, tmp_path
     with pytest.raises(DataError, match="is not a weights file"):
         finetune(_cfg(scz_manifest, out, f"init={enc}", "finetune.leakage=warn"), overwrite=True)
     assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_a_changed_config_is_refused_without_offering_a_resume_flag_finetune_lacks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from medssl.errors import OutputExistsError
+    from medssl.pipelines.common import prepare_run_dir
+
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    (run / "config.yaml").write_text("a: 1\n")
+    with pytest.raises(OutputExistsError, match=r"differs in: a\)\. Pass --overwrite") as refused:
+        prepare_run_dir(run, {"a": 2}, None, False, state="models")
+    assert "--resume" not in str(refused.value)
+    with pytest.raises(OutputExistsError, match="Pass --resume"):
+        prepare_run_dir(run, {"a": 2}, False, False, state="models")
