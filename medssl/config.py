@@ -259,6 +259,7 @@ class DataConfig:
     val_split: str | None = "internal_test"
     num_workers: int = 0
     cache_dir: str | None = None  # on-disk cache of the deterministic preprocessing
+    cache: typing.Literal["none", "device"] = "none"  # device: preprocessed once, held on the device (bf16)
     synthetic_subjects: int = 96  # size of the embedded default cohort when source=synthetic
     synthetic_shape: list[int] = dataclasses.field(default_factory=lambda: [32, 40, 32])
 
@@ -336,3 +337,9 @@ class PretrainConfig:
     views: dict[str, Any] = component("yaware", "VIEWS", backend="torch")
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     out: str = "runs/pretrain"
+
+    def __post_init__(self) -> None:
+        if self.data.cache == "device" and self.views.get("backend", "torch") == "monai":
+            raise ConfigError("data.cache=device feeds whole batches from the device, and views.backend=monai "
+                              "makes views per sample in DataLoader workers: set views.backend=torch or "
+                              "data.cache=none")
