@@ -95,8 +95,7 @@ class DeviceCohort:
 
     def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"image": float32 (B, C, D, H, W), **labels (B,)}`` of ``rows`` (int64, on ``self.device``)."""
-        return {"image": self.images.index_select(0, rows).float(),
-                **{key: value.index_select(0, rows) for key, value in self.labels.items()}}
+        return {"image": self.images[rows].float(), **{key: value[rows] for key, value in self.labels.items()}}
 
     @classmethod
     def build(cls, dataset: Dataset, device: torch.device, *, num_workers: int = 0, batch_size: int = 8,

@@ -132,3 +132,34 @@ def test_a_dataset_with_random_views_is_not_cached(dataset: CohortDataset) -> No
     views = CohortDataset(dataset.cohort, transform=lambda item: item, shape=SHAPE)
     with pytest.raises(ValueError, match="deterministic preprocessing only"):
         DeviceCohort.build(views, CPU, progress=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_cache_feeds_the_loaders_batches_and_weights(dataset: CohortDataset, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the card: the cache rounds as the CPU does, and (cuDNN deterministic) trains the loader's weights
+    with channels-last bf16 autocast."""
+    from medssl.losses import build_loss
+    from medssl.methods.siamese import SiameseContrastive
+
+    cuda = torch.device("cuda")
+    cohort = DeviceCohort.build(dataset, cuda, batch_size=5, progress=False)
+    assert cohort.device.type == "cuda" and all(v.device.type == "cuda" for v in cohort.labels.values())
+    sampler = ResumableSampler(len(dataset), 4, seed=3)
+    for got, want in zip(cached_batches(cohort, sampler, lambda b: b, 100), loader_batches(dataset, sampler)):
+        assert torch.equal(got["image"].cpu(), want["image"].to(torch.bfloat16).float())
+        assert torch.equal(got["site"].cpu(), want["site"])
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    config = cfg(device="cuda", precision="bf16", channels_last=True, epochs=2, batch_size=6)
+
+    def method() -> SiameseContrastive:  # medssl's NT-Xent: the toy loss builds its targets on the CPU
+        base = make_method()
+        return SiameseContrastive(base.backbone, base.head, build_loss("infonce", temperature=0.5))
+
+    train_loop(method(), Bf16Rounded(dataset), noise_views, config, tmp_path / "loader", tensorboard=False)
+    train_loop(method(), cohort, noise_views, config, tmp_path / "cache", tensorboard=False)
+    loader, cached = state_of(tmp_path / "loader"), state_of(tmp_path / "cache")
+    for key in loader:
+        assert torch.equal(loader[key], cached[key]), key
