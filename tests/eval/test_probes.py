@@ -107,6 +107,7 @@ def _unconverged_site_features(seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]
     return X, meta
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # on purpose, see below
 def test_parallel_grid_search_gives_the_serial_metrics() -> None:
     """Threads change nothing: same metrics, same chosen C and alpha, same ConvergenceWarning count."""
     from medssl.eval.probes import probe_jobs
