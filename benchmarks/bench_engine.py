@@ -23,6 +23,7 @@ from unittest import mock
 import torch
 from torch.utils.data import Dataset
 
+import medssl.engine.feed as feed
 import medssl.engine.train as engine
 from bench_steps import augmenter, build_method
 from medssl.config import TrainConfig
@@ -54,7 +55,7 @@ def engine_throughput(backbone: str, subjects: int, shape: tuple[int, int, int],
     dataset = RepeatedVolumes(subjects * (warmup + steps), shape)
     method = build_method(backbone)
     # without a copy stream, device_batches moves each batch in the step (the engine's CPU path)
-    patch = contextlib.nullcontext() if prefetch else mock.patch.object(engine, "side_stream", lambda device: None)
+    patch = contextlib.nullcontext() if prefetch else mock.patch.object(feed, "side_stream", lambda device: None)
     with tempfile.TemporaryDirectory() as run_dir, patch:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True

@@ -271,6 +271,7 @@ class DataConfig:
     val_split: str | None = "internal_test"
     num_workers: int = 0
     cache_dir: str | None = None  # on-disk cache of the deterministic preprocessing
+    cache: typing.Literal["none", "device"] = "none"  # device: preprocessed once, held on the device (bf16)
     synthetic_subjects: int = 96  # size of the embedded default cohort when source=synthetic
     synthetic_shape: list[int] = dataclasses.field(default_factory=lambda: [32, 40, 32])
 
@@ -426,6 +427,10 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         check_objective(self.objective, self.method["name"], self.loss["name"], self.regularizer["name"])
+        if self.data.cache == "device" and self.views.get("backend", "torch") == "monai":
+            raise ConfigError("data.cache=device feeds whole batches from the device, and views.backend=monai "
+                              "makes views per sample in DataLoader workers: set views.backend=torch or "
+                              "data.cache=none")
 
 
 def check_objective(objective: ObjectiveConfig, method: str, loss: str, regularizer: str) -> None:

@@ -10,7 +10,8 @@ step comes from a generator seeded by ``(seed, step, rank)``, the data order fro
 a CPU-side transform's draws for one item from ``(seed, epoch, index)`` (:mod:`medssl.engine.sampling`),
 so a run killed at any point and resumed from ``checkpoints/last.pt`` ends with the same weights as an
 uninterrupted one, with any number of DataLoader workers (checked on CPU in the tests). The workers
-persist across epochs.
+persist across epochs. A cohort held on the device (``data.cache: device``) feeds the same rows with no
+workers and no host copy (:mod:`medssl.engine.feed`).
 
 Opt-in variants of the step:
 
@@ -29,7 +30,6 @@ Opt-in variants of the step:
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import math
 import time
@@ -38,14 +38,15 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from medssl.config import TrainConfig
+from medssl.data.device_cache import DeviceCohort
 from medssl.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from medssl.engine.feed import batch_feed
 from medssl.engine.grad_cache import ViewMaker, grad_cache_step
 from medssl.engine.optim import build_optimizer, lr_factor
-from medssl.engine.prefetch import device_batches, side_stream
-from medssl.engine.sampling import ResumableSampler, SeededItems
+from medssl.engine.sampling import ResumableSampler
 from medssl.errors import ConfigError, MedsslError
 from medssl.methods.base import Method
 from medssl.utils.device import progress_enabled, resolve_device
@@ -147,7 +148,7 @@ def check_options(method: nn.Module, cfg: TrainConfig) -> int | None:
 
 def train_loop(
     method: nn.Module,
-    dataset: Dataset,
+    dataset: Dataset | DeviceCohort,
     augment: Augment | None,
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -165,7 +166,8 @@ def train_loop(
     Args:
         method: ``nn.Module`` with ``training_step(batch, views) -> {"loss": ...}`` (and ``forward``
             aliasing it, for DDP); optional ``on_step_end(step, total_steps)``.
-        dataset: map-style dataset of dicts with ``"image"`` (1, D, H, W) (or ready ``"views"``).
+        dataset: map-style dataset of dicts with ``"image"`` (1, D, H, W) (or ready ``"views"``), or a
+            ``DeviceCohort`` on ``device`` (``data.cache: device``; :mod:`medssl.engine.feed`).
         augment: batched view augmenter ``(B,1,D,H,W) -> (B,1,D,H,W)`` applied ``n_views`` times on
             the device; None when the dataset already yields ``"views"`` or the method needs none.
         on_epoch_end: called as ``hook(epoch, method)`` after each epoch (1-based, rank 0, method in
@@ -237,13 +239,9 @@ def train_loop(
 
     from tqdm.auto import tqdm
 
-    # one loader for the whole run: its workers persist across epochs (no start-up cost per epoch);
-    # items are read as (index, seed) pairs, so CPU-side views do not depend on the workers
-    loader = DataLoader(SeededItems(dataset), batch_size=cfg.batch_size, sampler=sampler,
-                        num_workers=num_workers, persistent_workers=num_workers > 0,
-                        pin_memory=device.type == "cuda", drop_last=True)
+    # a DataLoader (workers persist across epochs) or a cohort already on the device (data.cache)
     move = functools.partial(to_device, device=device, channels_last=cfg.channels_last)
-    copy_stream = side_stream(device)
+    feed = batch_feed(dataset, sampler, move, device, num_workers)
     while epoch < cfg.epochs:
         start_batch = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
         sampler.set_epoch(epoch, start_batch)
@@ -252,8 +250,7 @@ def train_loop(
                    disable=not show_bar, leave=False, dynamic_ncols=True)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
-        this_epoch = itertools.islice(loader, steps_per_epoch - start_batch)  # max_steps_per_epoch
-        for batch in device_batches(this_epoch, move, copy_stream):  # next copy overlaps this step
+        for batch in feed(steps_per_epoch - start_batch):  # on CUDA the next copy overlaps this step
             torch.manual_seed(hash((cfg.seed, step, rank)) % 2**62)
             views: list[torch.Tensor] | ViewMaker = batch.get("views") or (
                 [batch["image"]] if augment is None

@@ -11,6 +11,7 @@ Nothing random happens anywhere: eval mode, no grad, no augmentation, full fp32 
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -22,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from medssl.data.device_cache import DeviceCohort
 from medssl.errors import ConfigError, DataError
 from medssl.eval.frozen import assert_frozen
 from medssl.utils.device import progress_enabled, resolve_device
@@ -60,7 +62,7 @@ def _meta_rows(batch: dict[str, Any]) -> pd.DataFrame:
 
 def extract_features(
     encoder: nn.Module,
-    data: Dataset | DataLoader,
+    data: Dataset | DataLoader | DeviceCohort,
     device: str | torch.device | None = "auto",
     batch_size: int = 8,
     num_workers: int = 0,
@@ -73,29 +75,37 @@ def extract_features(
 
     Args:
         encoder: ``(B, 1, D, H, W) -> (B, F)``.
-        data: a Dataset yielding dicts with ``"image"`` (1, D, H, W) and metadata, or a DataLoader of them.
+        data: a Dataset yielding dicts with ``"image"`` (1, D, H, W) and metadata, a DataLoader of them,
+            or a ``DeviceCohort`` (``data.cache: device``: volumes already on the device, read as slices,
+            no loader; they are the dataset's volumes rounded to bfloat16, upcast to float32 here).
 
     Returns:
         ``X`` float32 (N, F) and ``meta``: one row per item with every non-image key (age, site, ...).
     """
     device = resolve_device(device)
-    loader = data if isinstance(data, DataLoader) else DataLoader(
-        data, batch_size=batch_size, shuffle=False, num_workers=num_workers
-    )
+    bar = functools.partial(tqdm, desc="embedding", unit="batch", disable=not progress or not progress_enabled())
+    metas: list[pd.DataFrame] = []
+    if isinstance(data, DeviceCohort):
+        images: Iterable[torch.Tensor] = (data.images[i:i + batch_size] for i in bar(range(0, len(data), batch_size)))
+        metas.append(data.meta)
+    else:
+        loader = data if isinstance(data, DataLoader) else DataLoader(
+            data, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
+        )
+
+        def loaded() -> Iterable[torch.Tensor]:
+            for batch in bar(loader):
+                if not isinstance(batch, dict) or "image" not in batch:
+                    raise DataError("extract_features needs a dataset of dicts with an 'image' key (CohortDataset)")
+                metas.append(_meta_rows(batch))
+                yield batch["image"]
+
+        images = loaded()
     was_training = encoder.training
     encoder.eval().to(device)
-    metas: list[pd.DataFrame] = []
-
-    def images() -> Iterable[torch.Tensor]:
-        for batch in tqdm(loader, desc="embedding", unit="batch", disable=not progress or not progress_enabled()):
-            if not isinstance(batch, dict) or "image" not in batch:
-                raise DataError("extract_features needs a dataset of dicts with an 'image' key (CohortDataset)")
-            metas.append(_meta_rows(batch))
-            yield batch["image"]
-
     try:
         with assert_frozen(encoder):
-            X = _embed_batches(encoder, images(), device)
+            X = _embed_batches(encoder, images, device)
     finally:
         encoder.train(was_training)
     meta = pd.concat(metas, ignore_index=True) if metas else pd.DataFrame()

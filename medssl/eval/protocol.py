@@ -17,16 +17,17 @@ from sklearn.exceptions import ConvergenceWarning
 from medssl.errors import DataError
 from medssl.eval import metrics as M
 from medssl.eval.cv import EXTERNAL, INTERNAL, TRAIN, Fold
-from medssl.eval.probes import CHALLENGE_PROBES
+from medssl.eval.probes import CHALLENGE_PROBES, fit_probe
 from medssl.registry import PROBES
 
 
 def _fit(name: str, X: np.ndarray, y: np.ndarray, n_jobs: int | None) -> tuple[Any, int]:
-    """Fit probe ``name``; returns it and the number of ConvergenceWarnings raised while fitting."""
-    probe = PROBES.build(name, n_jobs=n_jobs)
+    """Fit probe ``name`` on ``n_jobs`` threads (``fit_probe``); returns it and the number of
+    ConvergenceWarnings raised while fitting."""
+    probe = PROBES.build(name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        probe.fit(X, y)
+        fit_probe(probe, X, y, n_jobs)
     n_conv = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
     for w in caught:  # re-emit the others, except sklearn's note on CV folds missing a predicted site
         if not issubclass(w.category, ConvergenceWarning) and "classes not in y_true" not in str(w.message):
@@ -51,6 +52,8 @@ def score_fold(
     Args:
         X: (N, F) features, rows aligned with ``meta`` (columns ``age``, ``site``, ``participant_id``).
         fold: row indices of train / internal_test / external_test.
+        n_jobs: threads per grid search (``medssl.eval.probes.probe_jobs``; None = every CPU); the
+            metrics do not depend on it.
 
     Returns:
         ``metrics`` (see module docstring; ``mae_external`` and ``challenge_score`` are None without an

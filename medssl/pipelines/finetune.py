@@ -274,6 +274,9 @@ def _write_outputs(run_dir: Path, cfg: FinetuneConfig, classes: list[str], inits
 
 
 def _check(cfg: FinetuneConfig) -> None:
+    if cfg.data.cache != "none":
+        raise ConfigError(f"data.cache={cfg.data.cache} is read by medssl pretrain only; fine-tuning reads its "
+                          "cohort through a DataLoader: set data.cache=none")
     ft = cfg.finetune
     if ft.repeats < 1 or ft.ensemble < 1:
         raise ConfigError("finetune.repeats and finetune.ensemble must be >= 1, "

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from medssl.config import PretrainConfig, component_kwargs, save_resolved, to_dict
+from medssl.data.device_cache import DeviceCohort
 from medssl.engine.launch import init_distributed_from_env, shutdown_distributed
 from medssl.engine.train import train_loop
 from medssl.errors import ConfigError, DataError
@@ -85,6 +86,9 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
                 from exc
         check_labels(train_set.cohort, {"label": getattr(method, "label", None),
                                         "bias": getattr(method, "bias", None)})
+        if cfg.data.cache == "device":  # before the run folder: a cohort that does not fit is refused
+            train_set = DeviceCohort.build(train_set, device, num_workers=cfg.data.num_workers,
+                                           progress=rank == 0)
         # everything is built: only now is the run folder touched (a bad config never costs a run)
         resuming = prepare_run_dir(run_dir, cfg, resume, overwrite) if rank == 0 else True
         if rank == 0:
@@ -92,7 +96,7 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
             save_resolved(cfg, run_dir / "config.yaml", {**environment_info(), "resumed": resuming})
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        probe = make_probe(cohort, cfg, device) if cfg.train.probe_every else None
+        probe = make_probe(cohort, cfg, device, train_set) if cfg.train.probe_every else None
         train_loop(method, train_set, augment, cfg.train, run_dir, device=device, rank=rank,
                    world=world, on_epoch_end=probe, num_workers=cfg.data.num_workers,
                    tensorboard=cfg.train.tensorboard)
@@ -155,14 +159,15 @@ def check_labels(cohort: Any, roles: dict[str, str | None]) -> None:
             )
 
 
-def make_probe(cohort: Any, cfg: PretrainConfig, device: torch.device) -> Any:
-    """Frozen-feature probe on the validation split: age MAE (ridge) and site BAcc (logistic)."""
+def make_probe(cohort: Any, cfg: PretrainConfig, device: torch.device, train_set: Any = None) -> Any:
+    """Frozen-feature probe on the validation split: age MAE (ridge) and site BAcc (logistic); the
+    training split is embedded from ``train_set`` when it is a ``DeviceCohort`` (bf16-rounded volumes)."""
     from medssl.data import CohortDataset
     from medssl.eval.features import extract_features
     from medssl.eval.probes import fit_and_score_probes
 
-    train = CohortDataset(cohort.select([cfg.data.train_split]), shape=cfg.data.shape,
-                          resize=cfg.data.resize)
+    train = train_set if isinstance(train_set, DeviceCohort) else CohortDataset(
+        cohort.select([cfg.data.train_split]), shape=cfg.data.shape, resize=cfg.data.resize)
     val = CohortDataset(cohort.select([cfg.data.val_split]), shape=cfg.data.shape,
                         resize=cfg.data.resize)
 

@@ -89,6 +89,19 @@ def test_cpu_bench_smoke_and_refusal(tmp_path: Path) -> None:
         cpu_bench.main(["--smoke", "--out", str(tmp_path)])
 
 
+def test_eval_bench_smoke(tmp_path: Path) -> None:
+    import bench_eval
+
+    assert bench_eval.main(["--smoke", "--data", str(tmp_path / "data"), "--out", str(tmp_path)]) == 0
+    items = json.loads((tmp_path / "eval_cpu.json").read_text())["items"]
+    assert not [k for k, v in items.items() if "error" in v], items
+    assert items["probes"]["identical"] is True  # threads give the serial metrics
+    cache = items["cache"]
+    assert cache["batches"] == cache["scans"] // cache["batch"] and cache["gb"] == round(
+        cache["scans"] * 16**3 * 2 / 1e9, 3)
+    assert items["embed"]["max_rel_diff_bf16"] < 0.01 and items["evaluate"]["evaluate_s"] > 0
+
+
 class _ConvOnly(nn.Module):
     """A method whose only FLOPs are one convolution: loss = sum(conv(cat(views)))."""
 

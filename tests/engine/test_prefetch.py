@@ -97,6 +97,7 @@ def test_train_loop_on_cuda_gives_the_same_weights_with_and_without_the_prefetch
     reused too early) would change the weights; cuDNN is made deterministic so equality is exact."""
     from test_train_loop import ToyVolumes, cfg, make_method, noise_views, state_of
 
+    import medssl.engine.feed as feed
     import medssl.engine.train as engine
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
@@ -104,7 +105,7 @@ def test_train_loop_on_cuda_gives_the_same_weights_with_and_without_the_prefetch
     kw = dict(device="cuda", precision="bf16", channels_last=True, epochs=2)
     engine.train_loop(make_method(), ToyVolumes(), noise_views, cfg(**kw), tmp_path / "prefetch",
                       num_workers=2, tensorboard=False)
-    monkeypatch.setattr(engine, "side_stream", lambda device: None)  # each batch moved in its step
+    monkeypatch.setattr(feed, "side_stream", lambda device: None)  # each batch moved in its step
     engine.train_loop(make_method(), ToyVolumes(), noise_views, cfg(**kw), tmp_path / "plain",
                       num_workers=2, tensorboard=False)
     a, b = state_of(tmp_path / "prefetch"), state_of(tmp_path / "plain")

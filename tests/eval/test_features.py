@@ -131,3 +131,22 @@ def test_features_are_computed_without_tf32_and_flags_are_restored(tmp_path: Pat
         assert seen == [(False, False)] and torch.backends.cudnn.allow_tf32 is True
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_features_from_a_device_cohort_equal_the_loaders_on_bf16_rounded_volumes(tmp_path: Path) -> None:
+    """``data.cache: device``: the cached volumes are embedded in slices, with the loader's metadata."""
+    import pandas as pd
+
+    from medssl.data.device_cache import DeviceCohort
+
+    net, _ = _encoder(tmp_path)
+    images = _volumes(11)
+    cohort = DeviceCohort.build(DictDataset(images), torch.device("cpu"), batch_size=4, progress=False)
+    rounded = torch.from_numpy(images).to(torch.bfloat16).float().numpy()
+    X_cached, meta_cached = extract_features(net, cohort, "cpu", batch_size=5, progress=False)
+    X_loader, meta_loader = extract_features(net, DictDataset(rounded), "cpu", batch_size=5, progress=False)
+    np.testing.assert_array_equal(X_cached, X_loader)
+    pd.testing.assert_frame_equal(meta_cached, meta_loader)
+    X_full, _ = extract_features(net, DictDataset(images), "cpu", batch_size=5, progress=False)
+    assert not np.array_equal(X_full, X_cached)  # the rounding is visible: the check can fail
+    np.testing.assert_allclose(X_full, X_cached, rtol=0.05, atol=0.05 * np.abs(X_full).max())

@@ -96,3 +96,38 @@ def test_fit_and_score_probes_monitor_matches_score_fold() -> None:
     assert quick["probe_mae_age"] == pytest.approx(full["mae_internal"])
     assert quick["probe_bacc_site"] == pytest.approx(full["bacc_site"])
     assert quick["probe_site_chance"] == pytest.approx(1 / 3)
+
+
+def _unconverged_site_features(seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    """Badly scaled features on which saga stops at max_iter: its result depends on its sample order."""
+    meta = _cohort(n_sites=4, per_site=40, seed=seed)
+    rng = np.random.default_rng(seed)
+    X = np.c_[meta.age, np.eye(4)[meta.site] + rng.normal(0, 1.0, (len(meta), 4)),
+              rng.normal(0, 30.0, (len(meta), 6))]
+    return X, meta
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # on purpose, see below
+def test_parallel_grid_search_gives_the_serial_metrics() -> None:
+    """Threads change nothing: same metrics, same chosen C and alpha, same ConvergenceWarning count."""
+    from medssl.eval.probes import probe_jobs
+
+    X, meta = _unconverged_site_features()
+    fold = _fold(meta, [3], seed=1)
+    seeds = [LogisticRegression(solver="saga", max_iter=150, C=1.0, random_state=s).fit(X, meta.site).coef_
+             for s in (1, 2)]
+    assert not np.array_equal(*seeds)  # the seed matters here, so a thread drawing another would show
+    serial, pred_serial = score_fold(X, meta, fold, n_jobs=1)
+    parallel, pred_parallel = score_fold(X, meta, fold, n_jobs=2)
+    assert serial["site_probe_convergence_warnings"] > 0
+    assert serial == parallel
+    pd.testing.assert_frame_equal(pred_serial, pred_parallel)
+    assert probe_jobs(1) == 1 and probe_jobs(3) == 3 and probe_jobs(None) == probe_jobs(-1) >= 1
+
+
+def test_probe_jobs_refuses_zero() -> None:
+    from medssl.errors import ConfigError
+    from medssl.eval.probes import probe_jobs
+
+    with pytest.raises(ConfigError, match="n_jobs=0"):
+        probe_jobs(0)

@@ -91,6 +91,9 @@ def test_config_errors_before_work(scz_manifest: Path, tmp_path: Path) -> None:
         finetune(_cfg(scz_manifest, tmp_path / "c", "task.positive=asd"))
     with pytest.raises(ConfigError, match="synthetic:scz"):
         finetune(_cfg(scz_manifest, tmp_path / "d", "data.source=synthetic:mdd"))
+    with pytest.raises(ConfigError, match="data.cache=device is read by medssl pretrain only"):
+        finetune(_cfg(scz_manifest, tmp_path / "e", "data.cache=device"))
+    assert not (tmp_path / "e").exists()
 
 
 def test_synthetic_clinical_cohort_is_generated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
