@@ -49,7 +49,8 @@ def test_one_forward_equals_two_copies_over_several_steps(momentum: float | None
             losses.append(loss.detach())
         torch.testing.assert_close(losses[0], losses[1], rtol=1e-12, atol=1e-12)
         for (name, a), b in zip(once.named_parameters(), twice.parameters()):
-            torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12, msg=name)
+            # atol: the bias before BatchNorm has a zero gradient, computed as float64 noise (~1e-12)
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-9, msg=name)
         opt_once.step()
         opt_twice.step()
     for (name, a), b in zip(once.state_dict().items(), twice.state_dict().values()):
