@@ -1,5 +1,8 @@
 """Encoder files: ``encoder.pt`` (backbone weights only) plus ``encoder.json`` (its card).
 
+The same card and weights also come as an exported folder (``model.safetensors`` + ``config.json``) or an
+``hf://ORG/NAME[@REVISION]`` Hub reference (:mod:`medssl.models.hub`); every loader accepts all three.
+
 The card records what is needed to rebuild and feed the encoder: ``backbone`` (``{"name", **kwargs}``
 of the registered factory), ``num_features``, ``input_shape`` (D, H, W), ``modality``,
 ``preprocessing`` (dict) and free provenance (``cohort``, ``loss``, ``run``).
@@ -15,12 +18,22 @@ import torch
 from torch import nn
 
 from medssl.errors import DataError
+from medssl.models.hub import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    fetch_hub_encoder,
+    hub_reference_name,
+    is_hub_reference,
+    read_weights,
+)
 from medssl.registry import BACKBONES
 from medssl.utils.io import atomic_path, write_json
 
 
 def card_path(weights: str | Path) -> Path:
-    return Path(weights).with_suffix(".json")
+    """``encoder.json`` beside ``encoder.pt``; ``config.json`` beside ``model.safetensors``."""
+    weights = Path(weights)
+    return weights.with_name(CONFIG_FILE) if weights.suffix == ".safetensors" else weights.with_suffix(".json")
 
 
 def save_encoder(path: str | Path, backbone: nn.Module, card: dict[str, Any]) -> None:
@@ -34,11 +47,16 @@ def save_encoder(path: str | Path, backbone: nn.Module, card: dict[str, Any]) ->
 
 
 def resolve_encoder_path(source: str | Path) -> Path:
-    """Accept a run folder (uses ``RUN/encoder.pt``) or an ``encoder.pt`` file."""
-    source = Path(source)
-    path = source / "encoder.pt" if source.is_dir() else source
+    """The weights file of a run folder (``RUN/encoder.pt``), an exported folder (``model.safetensors``),
+    an ``hf://ORG/NAME[@REVISION]`` reference (its cached snapshot) or a weights file given directly."""
+    source = fetch_hub_encoder(source) if is_hub_reference(source) else Path(source)
+    path = source
+    if source.is_dir():
+        exported = source / WEIGHTS_FILE
+        path = exported if exported.is_file() and not (source / "encoder.pt").is_file() else source / "encoder.pt"
     if not path.is_file():
-        raise DataError(f"no encoder at {path}: give a run folder with encoder.pt or the .pt file")
+        raise DataError(f"no encoder at {path}: give a run folder with encoder.pt, a folder written by "
+                        "medssl export-hub, hf://ORG/NAME, or the weights file")
     if not card_path(path).is_file():
         raise DataError(f"{path} has no card {card_path(path).name} beside it")
     return path
@@ -60,7 +78,7 @@ def load_encoder(source: str | Path, map_location: str | torch.device = "cpu") -
                         f"section: {exc!r}") from exc
     backbone = BACKBONES.build(name, **spec)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = read_weights(path, map_location)
     except Exception as exc:  # corrupt or truncated file
         raise DataError(f"cannot read encoder weights {path}: {exc}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -83,6 +101,17 @@ def load_encoder(source: str | Path, map_location: str | torch.device = "cpu") -
         raise DataError(f"{card_path(path)} says num_features={card['num_features']} but its backbone "
                         f"has {backbone.num_features}")
     return backbone, card
+
+
+def encoder_name(source: str | Path) -> str:
+    """A short label: the run or exported folder's name, ``ORG--NAME`` of a Hub reference, else the
+    weights file's stem."""
+    if is_hub_reference(source):
+        return hub_reference_name(str(source))
+    path = Path(source)
+    if path.is_dir():
+        return path.resolve().name
+    return path.resolve().parent.name if path.name in ("encoder.pt", WEIGHTS_FILE) else path.stem
 
 
 def _key_diff(expected: Any, found: Any) -> tuple[list[str], list[str]]:
