@@ -48,7 +48,8 @@ from medssl.engine.prefetch import device_batches, side_stream
 from medssl.engine.sampling import ResumableSampler, SeededItems
 from medssl.errors import ConfigError, MedsslError
 from medssl.methods.base import Method
-from medssl.utils.device import progress_enabled, resolve_device
+from medssl.utils.device import resolve_device
+from medssl.utils.progress import progress_bar, progress_write
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 EpochHook = Callable[[int, nn.Module], dict[str, float]]
@@ -226,11 +227,8 @@ def train_loop(
         if ckpt.get("stopped"):  # early-stopped: the run is complete
             epoch = cfg.epochs
     log = MetricsLog(run_dir, rank == 0, tensorboard, step)
-    show_bar = rank == 0 and progress_enabled()
     last: dict[str, float] = {}
     rate_sum, rate_n = 0.0, 0
-
-    from tqdm.auto import tqdm
 
     # one loader for the whole run: its workers persist across epochs (no start-up cost per epoch);
     # items are read as (index, seed) pairs, so CPU-side views do not depend on the workers
@@ -243,8 +241,8 @@ def train_loop(
         start_batch = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
         sampler.set_epoch(epoch, start_batch)
         method.train()
-        bar = tqdm(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not show_bar, leave=False, dynamic_ncols=True)
+        bar = progress_bar(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                           enabled=rank == 0, leave=False, dynamic_ncols=True)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
         this_epoch = itertools.islice(loader, steps_per_epoch - start_batch)  # max_steps_per_epoch
@@ -315,10 +313,10 @@ def train_loop(
             save_checkpoint(ckpt_path, method=method.state_dict(), optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
                             epoch=epoch, step=step, stopped=stop)
-        if show_bar:
+        if rank == 0:  # a log line, printed with or without progress bars
             summary = ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in record.items()
                                 if isinstance(v, float))
-            tqdm.write(f"epoch {epoch}/{cfg.epochs}: {summary}")
+            progress_write(f"epoch {epoch}/{cfg.epochs}: {summary}")
         if stop:
             break
     log.close()

@@ -20,11 +20,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from medssl.errors import ConfigError, DataError
 from medssl.eval.frozen import assert_frozen
-from medssl.utils.device import progress_enabled, resolve_device
+from medssl.utils.device import resolve_device
+from medssl.utils.progress import progress_bar
 
 
 @contextlib.contextmanager
@@ -87,7 +87,7 @@ def extract_features(
     metas: list[pd.DataFrame] = []
 
     def images() -> Iterable[torch.Tensor]:
-        for batch in tqdm(loader, desc="embedding", unit="batch", disable=not progress or not progress_enabled()):
+        for batch in progress_bar(loader, enabled=progress, desc="embedding", unit="batch"):
             if not isinstance(batch, dict) or "image" not in batch:
                 raise DataError("extract_features needs a dataset of dicts with an 'image' key (CohortDataset)")
             metas.append(_meta_rows(batch))
@@ -176,7 +176,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         bs = int(self.batch_size)
         batches = (
             torch.from_numpy(self._volumes(X[i : i + bs]))
-            for i in tqdm(range(0, n, bs), desc="embedding", disable=not self.progress or not progress_enabled())
+            for i in progress_bar(range(0, n, bs), enabled=self.progress, desc="embedding")
         )
         with assert_frozen(self.encoder_):
             return _embed_batches(self.encoder_, batches, device)
