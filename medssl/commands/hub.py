@@ -33,6 +33,7 @@ def register(sub: Any) -> None:
 def run_export_hub(args: argparse.Namespace) -> int:
     from medssl.pipelines.hub_export import export_hub
 
-    out = export_hub(args.run, args.out, overwrite=args.overwrite, repo_id=args.repo_id, license=args.license)
+    out = export_hub(args.run, args.out, overwrite=args.overwrite, repo_id=args.repo_id,
+                     license_id=args.license)
     print(NEXT_STEPS.format(out=out, repo=args.repo_id or "ORG/NAME"))
     return 0

@@ -30,10 +30,10 @@ EVAL_ROWS = (("mae_internal", "age MAE, internal test (years)", "{:.2f}"),
 
 
 def export_hub(source: str | Path, out: str | Path, *, overwrite: bool = False, repo_id: str | None = None,
-               license: str = "other") -> Path:
+               license_id: str = "other") -> Path:
     """Write the model folder of ``source`` (a run folder or its ``encoder.pt``) into ``out``.
 
-    ``repo_id`` (``ORG/NAME``) only fills the model card's usage lines; ``license`` is its SPDX id
+    ``repo_id`` (``ORG/NAME``) only fills the model card's usage lines; ``license_id`` is its SPDX id
     (``other`` by default: the weights inherit the terms of the data they were trained on).
 
     Raises:
@@ -54,7 +54,7 @@ def export_hub(source: str | Path, out: str | Path, *, overwrite: bool = False, 
         tmp.mkdir()
         write_weights(tmp / WEIGHTS_FILE, backbone.state_dict())
         (tmp / CONFIG_FILE).write_text(json.dumps(hub_config, indent=2) + "\n")
-        (tmp / MODEL_CARD_FILE).write_text(model_card(hub_config, config, metrics, card, repo_id, license,
+        (tmp / MODEL_CARD_FILE).write_text(model_card(hub_config, config, metrics, card, repo_id, license_id,
                                                       resumed=any(run_dir.glob("config.before-resume-*"))))
     return out
 
@@ -134,12 +134,12 @@ def _spec(spec: dict[str, Any] | None) -> str:
     return f"{spec.get('name')} ({kwargs})" if kwargs else str(spec.get("name"))
 
 
-def _front_matter(hub: dict[str, Any], license: str) -> str:
+def _front_matter(hub: dict[str, Any], license_id: str) -> str:
     method = hub.get("method") or "pretrained"
     loss = (hub.get("loss") or {}).get("name")
     tags = ["medssl", "medical-imaging", "neuroimaging", "brain-mri", "3d", "self-supervised-learning",
             "contrastive-learning", hub["backbone"]["name"], method, *([loss] if loss and loss != "none" else [])]
-    meta = {"library_name": "medssl", "license": license, "pipeline_tag": "feature-extraction",
+    meta = {"library_name": "medssl", "license": license_id, "pipeline_tag": "feature-extraction",
             "tags": list(dict.fromkeys(tags))}
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
 
@@ -172,7 +172,7 @@ def _evaluation(metrics: dict[str, Any] | None, card: dict[str, Any], cohort: di
 
 
 def model_card(hub: dict[str, Any], config: dict[str, Any], metrics: dict[str, Any] | None,
-               card: dict[str, Any], repo_id: str | None, license: str, resumed: bool = False) -> str:
+               card: dict[str, Any], repo_id: str | None, license_id: str, resumed: bool = False) -> str:
     """The Hugging Face model card (``README.md``): front matter, then what a user of the encoder needs."""
     cohort = hub["pretraining_cohort"]
     train = config.get("train") or {}
@@ -214,8 +214,8 @@ def model_card(hub: dict[str, Any], config: dict[str, Any], metrics: dict[str, A
         f"- cohort: {cohort.get('name')}, {size}{studies}",
         f"- method: `{hub.get('method')}`; loss: `{_spec(hub.get('loss'))}`; regulariser: "
         f"`{_spec(hub.get('regularizer'))}`",
-        f"- objective: `total = alpha * loss + lambda * regularizer` with label `{objective.get('label')}`, "
-        f"bias `{objective.get('bias')}`, alpha {objective.get('alpha')}, lambda {objective.get('lambda')}",
+        f"- objective: `total = alpha * loss + lambda * regularizer` with label `{objective.get('label') or 'none'}`, "
+        f"bias `{objective.get('bias') or 'none'}`, alpha {objective.get('alpha')}, lambda {objective.get('lambda')}",
         f"- head (dropped after pretraining): `{_spec(config.get('head'))}`; views: `{_spec(config.get('views'))}`",
         "- training: " + ", ".join(f"{k} {train[k]}" for k in TRAIN_KEYS if k in train),
     ]
@@ -238,5 +238,5 @@ def model_card(hub: dict[str, Any], config: dict[str, Any], metrics: dict[str, A
               "- Fine-tuning on data that overlaps the pretraining cohort leaks information: medssl's leakage "
               "guard needs the pretraining cohort (`finetune.pretrain_cohort=PATH`), which this folder does "
               "not ship.",
-              f"- License `{license}`: the weights also carry the terms of the data they were trained on.", ""]
-    return _front_matter(hub, license) + "\n" + "\n".join(lines)
+              f"- License `{license_id}`: the weights also carry the terms of the data they were trained on.", ""]
+    return _front_matter(hub, license_id) + "\n" + "\n".join(lines)

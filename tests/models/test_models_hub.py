@@ -102,7 +102,7 @@ def test_config_json_describes_the_input(tmp_path: Path) -> None:
 
 def test_model_card_has_front_matter_cohort_objective_and_metrics(tmp_path: Path) -> None:
     make_run(tmp_path / "run")
-    text = (export_hub(tmp_path / "run", tmp_path / "hub", repo_id="org/name", license="cc-by-4.0")
+    text = (export_hub(tmp_path / "run", tmp_path / "hub", repo_id="org/name", license_id="cc-by-4.0")
             / "README.md").read_text()
     assert text.startswith("---\n")
     meta = yaml.safe_load(text.split("---\n")[1])
