@@ -32,11 +32,13 @@ def training_curves_figure(records: list[dict[str, Any]]) -> Figure:
     probes = [k for k in ("epoch/probe_mae_age", "epoch/probe_bacc_site") if any(k in r for r in records)]
     fig = Figure(figsize=(5 * (2 + len(probes)), 4), layout="constrained")
     loss_ax, lr_ax, *probe_axes = fig.subplots(1, 2 + len(probes), squeeze=False)[0]
-    loss_ax.plot(*_series(records, "train/loss"), color="C0", lw=0.8, alpha=0.6, label="loss (logged steps)")
+    loss = _series(records, "train/loss")
+    loss_ax.plot(*loss, color="C0", lw=0.8, alpha=0.6, label="loss (logged steps)")
     loss_ax.plot(*_series(records, "epoch/loss"), color="C0", marker="o", ms=3, label="loss (epoch mean)")
     for i, key in enumerate(terms, start=1):
         steps, values = _series(records, key)
-        if len(set(values)) > 1:  # a constant term (a switched-off regulariser) says nothing
+        # a constant term (a switched-off regulariser) or a copy of the loss (no regulariser) says nothing
+        if len(set(values)) > 1 and (steps, values) != loss:
             loss_ax.plot(steps, values, color=f"C{i}", lw=0.8, label=key.split("/", 1)[1])
     loss_ax.set(title="training loss", xlabel="optimiser step", ylabel="loss")
     loss_ax.legend(fontsize=8)
