@@ -19,9 +19,24 @@ COMMAND_MODULES = (
     "medssl.commands.evaluate",
     "medssl.commands.finetune",
     "medssl.commands.challenge",
+    "medssl.commands.hub",
     "medssl.commands.study",
     "medssl.commands.misc",
 )
+
+
+def version_line() -> str:
+    """``medssl 0.1.0 (torch 2.13.0+cpu, python 3.11.7)``, without importing torch."""
+    import platform
+    from importlib import metadata
+
+    from medssl import __version__
+
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = "not installed"
+    return f"medssl {__version__} (torch {torch_version}, python {platform.python_version()})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="medssl",
         description="Contrastive pretraining of 3D brain-MRI encoders and transfer to clinical cohorts.",
     )
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

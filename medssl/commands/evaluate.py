@@ -35,15 +35,17 @@ def register(sub: Any) -> None:
         "evaluate", help="evaluate a frozen encoder: age MAE, site BAcc, challenge score, site-effect report",
         description="Embed every scan with the frozen encoder, fit the OpenBHB challenge probes on the train "
         "split and write metrics.json, report.md and figures (default folder RUN/eval).")
-    e.add_argument("encoder", help="run folder (with encoder.pt + encoder.json) or an encoder.pt file")
-    e.add_argument("--out", default=None, help="output folder (default RUN/eval or <stem>_eval beside the .pt)")
+    e.add_argument("encoder", help="run folder (with encoder.pt + encoder.json), an encoder.pt file, a folder "
+                   "written by medssl export-hub, or hf://ORG/NAME[@REVISION] (pip install medssl[hub])")
+    e.add_argument("--out", default=None, help="output folder (default RUN/eval, <stem>_eval beside the .pt, "
+                   "./ORG--NAME_eval for hf://ORG/NAME)")
     _common(e)
     e.set_defaults(func=run_evaluate)
 
     c = sub.add_parser("compare", help="evaluate several encoders on one cohort: one table, one figure",
                        description="Puts runs side by side (comparison.md/.csv and comparison.png); an existing "
                        "RUN/eval/metrics.json made on the same --data and --cv is reused.")
-    c.add_argument("encoders", nargs="+", help="run folders or encoder.pt files")
+    c.add_argument("encoders", nargs="+", help="run folders, encoder.pt files, export-hub folders or hf:// references")
     c.add_argument("--out", required=True, help="output folder")
     c.add_argument("--no-reuse", action="store_true", help="re-evaluate even when RUN/eval/metrics.json exists")
     _common(c)

@@ -11,9 +11,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "finetune", help="fine-tune diagnosis classifiers (internal/external AUC over repeats)",
         description="Train diagnosis-vs-control classifiers as CONFIG says; key=value overrides win, e.g. "
-        "init=runs/yaware/encoder.pt (or init=[scratch,runs/a,runs/b]) data.source=manifest.csv "
+        "init=runs/yaware/encoder.pt (or init=[scratch,runs/a,runs/b]; a folder written by medssl export-hub, or hf://ORG/NAME[@REVISION]) data.source=manifest.csv "
         "finetune.recipe=linear|partial|full train.n_labelled=[100,300,500] finetune.leakage=warn "
-        "out=runs/ft. Writes OUT/metrics.json, predictions.csv, roc.png (and label_fraction.png).")
+        "out=runs/ft. Writes OUT/metrics.json, report.md, predictions.csv, roc.png (and label_fraction.png).")
     p.add_argument("config", help="YAML task file, e.g. configs/finetune/scz.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -22,17 +22,20 @@ def register(sub: Any) -> None:
 
 def run_finetune(args: argparse.Namespace) -> int:
     import json
+    import shlex
 
     from medssl.config import load_config
     from medssl.pipelines.finetune import FinetuneConfig, finetune
 
     cfg = load_config(args.config, args.overrides, FinetuneConfig)
-    run_dir = finetune(cfg, overwrite=args.overwrite)
+    command = " ".join(shlex.quote(p) for p in ["medssl", "finetune", args.config, *args.overrides,
+                                                  *(["--overwrite"] if args.overwrite else [])])
+    run_dir = finetune(cfg, overwrite=args.overwrite, command=command)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in ("auc_internal", "auc_external"):
         if key in metrics:
             m = metrics[key]
             ci = f" [95% CI {m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]" if m["ci95"] else ""
             print(f"{key}: {m['mean']:.3f} +/- {m['std']:.3f}{ci} over {m['n']} run(s)")
-    print(f"results written to {run_dir / 'metrics.json'}")
+    print(f"results written to {run_dir / 'metrics.json'}; report: {run_dir / 'report.md'}")
     return 0

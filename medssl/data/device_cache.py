@@ -25,14 +25,13 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from medssl.errors import ConfigError
-from medssl.utils.device import progress_enabled
+from medssl.utils.progress import progress_bar
 
 CACHE_DTYPE = torch.bfloat16
 MAX_FRACTION = 0.9
@@ -106,8 +105,6 @@ class DeviceCohort:
             ConfigError: the cohort does not fit (checked before anything is read).
             ValueError: the dataset has a random ``transform`` (only deterministic preprocessing is cached).
         """
-        from tqdm.auto import tqdm
-
         if getattr(dataset, "transform", None) is not None:
             raise ValueError("DeviceCohort caches the deterministic preprocessing only; the dataset has a "
                              "transform (make the views on the device: views.backend=torch)")
@@ -120,8 +117,8 @@ class DeviceCohort:
         metas: list[pd.DataFrame] = []
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
         start = 0
-        for batch in tqdm(loader, desc=f"caching {n} scans on {device}", unit="batch",
-                          disable=not progress or not progress_enabled(), leave=False, dynamic_ncols=True):
+        for batch in progress_bar(loader, enabled=progress, desc=f"caching {n} scans on {device}", unit="batch",
+                                  leave=False, dynamic_ncols=True):
             image = batch.pop("image")
             images[start:start + len(image)] = image.to(device).to(CACHE_DTYPE)  # rounded on the device
             start += len(image)

@@ -49,7 +49,8 @@ from medssl.engine.optim import build_optimizer, lr_factor
 from medssl.engine.sampling import ResumableSampler
 from medssl.errors import ConfigError, MedsslError
 from medssl.methods.base import Method
-from medssl.utils.device import progress_enabled, resolve_device
+from medssl.utils.device import resolve_device
+from medssl.utils.progress import progress_bar, progress_write
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 EpochHook = Callable[[int, nn.Module], dict[str, float]]
@@ -233,11 +234,8 @@ def train_loop(
         if ckpt.get("stopped"):  # early-stopped: the run is complete
             epoch = cfg.epochs
     log = MetricsLog(run_dir, rank == 0, tensorboard, step)
-    show_bar = rank == 0 and progress_enabled()
     last: dict[str, float] = {}
     rate_sum, rate_n = 0.0, 0
-
-    from tqdm.auto import tqdm
 
     # a DataLoader (workers persist across epochs) or a cohort already on the device (data.cache)
     move = functools.partial(to_device, device=device, channels_last=cfg.channels_last)
@@ -246,8 +244,8 @@ def train_loop(
         start_batch = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
         sampler.set_epoch(epoch, start_batch)
         method.train()
-        bar = tqdm(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not show_bar, leave=False, dynamic_ncols=True)
+        bar = progress_bar(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                           enabled=rank == 0, leave=False, dynamic_ncols=True)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
         for batch in feed(steps_per_epoch - start_batch):  # on CUDA the next copy overlaps this step
@@ -317,10 +315,10 @@ def train_loop(
             save_checkpoint(ckpt_path, method=method.state_dict(), optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
                             epoch=epoch, step=step, stopped=stop)
-        if show_bar:
+        if rank == 0:  # a log line, printed with or without progress bars
             summary = ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in record.items()
                                 if isinstance(v, float))
-            tqdm.write(f"epoch {epoch}/{cfg.epochs}: {summary}")
+            progress_write(f"epoch {epoch}/{cfg.epochs}: {summary}")
         if stop:
             break
     log.close()

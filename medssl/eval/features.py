@@ -21,12 +21,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from medssl.data.device_cache import DeviceCohort
 from medssl.errors import ConfigError, DataError
 from medssl.eval.frozen import assert_frozen
-from medssl.utils.device import progress_enabled, resolve_device
+from medssl.utils.device import resolve_device
+from medssl.utils.progress import progress_bar
 
 
 @contextlib.contextmanager
@@ -83,7 +83,7 @@ def extract_features(
         ``X`` float32 (N, F) and ``meta``: one row per item with every non-image key (age, site, ...).
     """
     device = resolve_device(device)
-    bar = functools.partial(tqdm, desc="embedding", unit="batch", disable=not progress or not progress_enabled())
+    bar = functools.partial(progress_bar, enabled=progress, desc="embedding", unit="batch")
     metas: list[pd.DataFrame] = []
     if isinstance(data, DeviceCohort):
         images: Iterable[torch.Tensor] = (data.images[i:i + batch_size] for i in bar(range(0, len(data), batch_size)))
@@ -186,7 +186,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         bs = int(self.batch_size)
         batches = (
             torch.from_numpy(self._volumes(X[i : i + bs]))
-            for i in tqdm(range(0, n, bs), desc="embedding", disable=not self.progress or not progress_enabled())
+            for i in progress_bar(range(0, n, bs), enabled=self.progress, desc="embedding")
         )
         with assert_frozen(self.encoder_):
             return _embed_batches(self.encoder_, batches, device)

@@ -19,8 +19,10 @@ SPLIT_LABELS = {TRAIN: "train (in-sample)", INTERNAL: "internal test", EXTERNAL:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    """Lay out and save; ``bbox_inches="tight"`` keeps any text that would still overflow the canvas."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     return path
 
 
@@ -30,13 +32,13 @@ def site_bacc_figure(rows: pd.DataFrame, chance: float, path: Path) -> Path:
     Args:
         rows: columns ``name``, ``bacc_site``.
     """
-    fig = Figure(figsize=(1.6 + 1.2 * len(rows), 4))
+    fig = Figure(figsize=(max(5.5, 1.6 + 1.3 * len(rows)), 4.5), layout="constrained")
     ax = fig.add_subplot()
     bars = ax.bar(rows["name"], 100 * rows["bacc_site"], color="#1f77b4")
     ax.bar_label(bars, fmt="%.1f")
     ax.axhline(100 * chance, color="k", ls="--", label=f"chance = 1/{round(1 / chance)} = {100 * chance:.1f} %")
-    ax.set_ylabel("site balanced accuracy (%) - lower = less site information")
-    ax.set_title("Site decodable from the representation (internal test)")
+    ax.set_ylabel("site balanced accuracy (%)\nlower = less site information")
+    ax.set_title("Site decodable from the representation\n(internal test)")
     ax.set_ylim(0, 105)
     ax.legend(loc="upper right")
     ax.tick_params(axis="x", labelrotation=20)

@@ -1,5 +1,8 @@
 """Encoder files: ``encoder.pt`` (backbone weights only) plus ``encoder.json`` (its card).
 
+The same card and weights also come as an exported folder (``model.safetensors`` + ``config.json``) or an
+``hf://ORG/NAME[@REVISION]`` Hub reference (:mod:`medssl.models.hub`); every loader accepts all three.
+
 The card records what is needed to rebuild and feed the encoder: ``backbone`` (``{"name", **kwargs}``
 of the registered factory), ``num_features``, ``input_shape`` (D, H, W), ``modality``,
 ``preprocessing`` (dict) and free provenance (``cohort``, ``loss``, ``run``).
@@ -15,12 +18,22 @@ import torch
 from torch import nn
 
 from medssl.errors import DataError
+from medssl.models.hub import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    fetch_hub_encoder,
+    hub_reference_name,
+    is_hub_reference,
+    read_weights,
+)
 from medssl.registry import BACKBONES
 from medssl.utils.io import atomic_path, write_json
 
 
 def card_path(weights: str | Path) -> Path:
-    return Path(weights).with_suffix(".json")
+    """``encoder.json`` beside ``encoder.pt``; ``config.json`` beside ``model.safetensors``."""
+    weights = Path(weights)
+    return weights.with_name(CONFIG_FILE) if weights.suffix == ".safetensors" else weights.with_suffix(".json")
 
 
 def save_encoder(path: str | Path, backbone: nn.Module, card: dict[str, Any]) -> None:
@@ -34,14 +47,18 @@ def save_encoder(path: str | Path, backbone: nn.Module, card: dict[str, Any]) ->
 
 
 def resolve_encoder_path(source: str | Path) -> Path:
-    """Accept a run folder (uses ``RUN/encoder.pt``) or an ``encoder.pt`` file.
+    """The weights file of a run folder (``RUN/encoder.pt``), an exported folder (``model.safetensors``),
+    an ``hf://ORG/NAME[@REVISION]`` reference (its cached snapshot) or a weights file given directly.
 
     Raises:
         DataError: one line with the fix: a folder of runs lists them; a training checkpoint
             (``RUN/checkpoints/*.pt``) points to its run folder; otherwise the missing file or card.
     """
-    source = Path(source)
-    path = source / "encoder.pt" if source.is_dir() else source
+    source = fetch_hub_encoder(source) if is_hub_reference(source) else Path(source)
+    path = source
+    if source.is_dir():
+        exported = source / WEIGHTS_FILE
+        path = exported if exported.is_file() and not (source / "encoder.pt").is_file() else source / "encoder.pt"
     if source.is_dir() and not path.is_file():
         runs = sorted(p.name for p in source.iterdir() if (p / "encoder.pt").is_file())
         if runs:
@@ -58,7 +75,8 @@ def resolve_encoder_path(source: str | Path) -> Path:
         has = "or its encoder.pt" if (run / "encoder.pt").is_file() else "once training has written encoder.pt"
         raise DataError(f"{path} is a training checkpoint, not an encoder: point at the run folder {run} {has}")
     if not path.is_file():
-        raise DataError(f"no encoder at {path}: give a run folder with encoder.pt or the .pt file")
+        raise DataError(f"no encoder at {path}: give a run folder with encoder.pt, a folder written by "
+                        "medssl export-hub, hf://ORG/NAME, or the weights file")
     if not card_path(path).is_file():
         raise DataError(f"{path} has no card {card_path(path).name} beside it; give the run folder that "
                         "medssl pretrain wrote (encoder.pt and encoder.json side by side)")
@@ -81,7 +99,7 @@ def load_encoder(source: str | Path, map_location: str | torch.device = "cpu") -
                         f"section: {exc!r}") from exc
     backbone = BACKBONES.build(name, **spec)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = read_weights(path, map_location)
     except Exception as exc:  # not a torch file, corrupt or truncated: torch's reason, first line only
         reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise DataError(f"{path} is not a weights file medssl can read ({reason[:120]}); restore the "
@@ -107,6 +125,17 @@ def load_encoder(source: str | Path, map_location: str | torch.device = "cpu") -
         raise DataError(f"{card_path(path)} says num_features={card['num_features']} but its backbone "
                         f"has {backbone.num_features}")
     return backbone, card
+
+
+def encoder_name(source: str | Path) -> str:
+    """A short label: the run or exported folder's name, ``ORG--NAME`` of a Hub reference, else the
+    weights file's stem."""
+    if is_hub_reference(source):
+        return hub_reference_name(str(source))
+    path = Path(source)
+    if path.is_dir():
+        return path.resolve().name
+    return path.resolve().parent.name if path.name in ("encoder.pt", WEIGHTS_FILE) else path.stem
 
 
 def _key_diff(expected: Any, found: Any) -> tuple[list[str], list[str]]:

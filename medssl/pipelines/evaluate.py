@@ -30,7 +30,12 @@ ALT_KEYS = ("mae_internal", "mae_external", "bacc_site", "challenge_score", "age
 
 
 def default_out(encoder_source: str | Path) -> Path:
-    """``RUN/eval`` for a run folder, ``<stem>_eval`` beside an ``encoder.pt`` file."""
+    """``RUN/eval`` for a run (or exported) folder, ``<stem>_eval`` beside an ``encoder.pt`` file,
+    ``ORG--NAME_eval`` in the current folder for ``hf://ORG/NAME``."""
+    from medssl.models.hub import hub_reference_name, is_hub_reference
+
+    if is_hub_reference(encoder_source):
+        return Path(f"{hub_reference_name(str(encoder_source))}_eval")
     source = Path(encoder_source)
     return source / "eval" if source.is_dir() else source.parent / f"{source.stem}_eval"
 
@@ -187,16 +192,12 @@ COMPARE_KEYS = ("mae_internal", "rmse_internal", "mae_external", "bacc_site", "s
                 "alignment", "uniformity", "n_train", "n_internal", "n_external")
 
 
-def _label(source: str | Path) -> str:
-    """Run-folder name (also for ``RUN/encoder.pt``), else the ``.pt`` file's stem."""
-    path = Path(source)
-    if path.is_dir():
-        return path.name
-    return path.resolve().parent.name if path.stem == "encoder" else path.stem
-
-
 def _labels(sources: Sequence[str | Path]) -> list[str]:
-    names = [_label(s) for s in sources]
+    """Run-folder names (also for ``RUN/encoder.pt``), ``ORG--NAME`` of Hub references, else the
+    weights file's stem; repeated names get ``#i``."""
+    from medssl.models.encoder_io import encoder_name
+
+    names = [encoder_name(s) for s in sources]
     return [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
 
 

@@ -4,8 +4,8 @@ For each initialisation x labelled-set size x fold x repeat (x ensemble member):
 split from the training participants, train (``linear``: logistic head on frozen features; ``partial`` /
 ``full``: the ``classifier`` method through the shared engine, early stopping on validation AUC), then
 score the internal test (training sites, held-out participants) and the external test (unseen sites).
-Writes ``metrics.json`` (mean, std and 95 % CI over repeats), ``predictions.csv``, ``roc.png``,
-``label_fraction.png`` (when ``train.n_labelled`` is given) and the resolved ``config.yaml``.
+Writes ``metrics.json`` (mean, std and 95 % CI over repeats), ``report.md``, ``predictions.csv``,
+``roc.png``, ``label_fraction.png`` (when ``train.n_labelled`` is given) and the resolved ``config.yaml``.
 
 Resuming: each finished (init, size, fold, repeat) unit leaves ``models/<init>/n<size>/<fold>/seed<k>/
 result.{json,npz}``. Running the same config on the same folder again skips the finished units,
@@ -47,6 +47,7 @@ from medssl.pipelines.finetune_init import (
 )
 from medssl.pipelines.finetune_report import (
     disease_score,
+    finetune_report,
     plot_label_fraction,
     plot_roc,
     score_predictions,
@@ -186,8 +187,9 @@ def _load_unit(work: Path) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, 
     return json.loads((work / "result.json").read_text()), tests
 
 
-def finetune(cfg: FinetuneConfig, *, overwrite: bool = False) -> Path:
-    """Run every (init, size, fold, repeat) of ``cfg``; returns the run folder holding ``metrics.json``."""
+def finetune(cfg: FinetuneConfig, *, overwrite: bool = False, command: str | None = None) -> Path:
+    """Run every (init, size, fold, repeat) of ``cfg``; returns the run folder holding ``metrics.json``
+    (``command``, the command line that ran it, is quoted in ``report.md``)."""
     _check(cfg)
     run_dir = Path(cfg.out)
     device = resolve_device(cfg.train.device)
@@ -227,11 +229,11 @@ def finetune(cfg: FinetuneConfig, *, overwrite: bool = False) -> Path:
                         frames.append(_prediction_frame(table, rows, proba, labels[rows], classes, part, run))
                         if n == sizes[-1]:
                             curves.setdefault(init.name, {}).setdefault(part, []).append(
-                                (labels[rows], disease_score(proba)))
+                                (f"{fold.name} seed {seed}", labels[rows], disease_score(proba)))
             results.append({"init": init.name, "init_source": init.source, "n_labelled": n,
                             "n_train": int(np.mean([r["n_train"] for r in runs])),
                             **summarize_runs(runs), "runs": runs})
-    _write_outputs(run_dir, cfg, classes, inits, leakage, results, frames, curves)
+    _write_outputs(run_dir, cfg, classes, inits, leakage, results, frames, curves, command)
     return run_dir
 
 
@@ -248,8 +250,8 @@ def _prediction_frame(table: pd.DataFrame, rows: np.ndarray, proba: np.ndarray, 
 
 def _write_outputs(run_dir: Path, cfg: FinetuneConfig, classes: list[str], inits: list[Init],
                    leakage: list[dict[str, Any]], results: list[dict[str, Any]],
-                   predictions: list[pd.DataFrame], curves: dict[str, Any]) -> None:
-    from medssl.utils.io import atomic_path
+                   predictions: list[pd.DataFrame], curves: dict[str, Any], command: str | None) -> None:
+    from medssl.utils.io import atomic_path, write_text
 
     headline = next(r for r in results if r["n_labelled"] == (cfg.train.n_labelled or [None])[-1])
     summary_keys = [k for k in ("auc_internal", "auc_external", "bacc_internal", "bacc_external")
@@ -270,6 +272,7 @@ def _write_outputs(run_dir: Path, cfg: FinetuneConfig, classes: list[str], inits
     plot_roc(curves, run_dir / "roc.png")
     with atomic_path(run_dir / "predictions.csv") as tmp:
         pd.concat(predictions, ignore_index=True).to_csv(tmp, index=False)
+    write_text(run_dir / "report.md", finetune_report(metrics, command))
     write_json(run_dir / "metrics.json", metrics)
 
 

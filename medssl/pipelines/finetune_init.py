@@ -79,7 +79,7 @@ def build_classifier(init: Init, cfg: Any, n_classes: int, class_weights: Any) -
 
 def resolve_inits(cfg: Any) -> list[Init]:
     """``init`` (one or a list) -> ``Init`` objects; encoder cards fix the input shape and modality."""
-    from medssl.models.encoder_io import card_path, resolve_encoder_path
+    from medssl.models.encoder_io import card_path, encoder_name, resolve_encoder_path
 
     sources = [cfg.init] if isinstance(cfg.init, str) else list(cfg.init)
     if not sources:
@@ -98,7 +98,7 @@ def resolve_inits(cfg: Any) -> list[Init]:
         if card.get("modality") not in (None, cfg.data.modality):
             raise ConfigError(f"encoder {path} was pretrained on {card['modality']!r} but "
                               f"data.modality={cfg.data.modality!r}; set data.modality={card['modality']}")
-        name = path.parent.name if path.name == "encoder.pt" else path.stem
+        name = encoder_name(source)
         recorded = {k: v for k, v in (card.get("preprocessing") or {}).items() if k in ("resize", "normalize")}
         if recorded.get("resize", cfg.data.resize) != cfg.data.resize:
             warnings.warn(f"encoder {path} was pretrained on volumes resized by {recorded['resize']!r}: "

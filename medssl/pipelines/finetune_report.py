@@ -77,31 +77,30 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_roc(curves: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]], path: Path) -> None:
-    """ROC curves of each initialisation, one panel per test set, one thin line per repeat.
+def plot_roc(curves: dict[str, dict[str, list[tuple[str, np.ndarray, np.ndarray]]]], path: Path) -> None:
+    """ROC curves of each initialisation, one panel per test set, one labelled line per repeat.
 
     Args:
-        curves: ``{init: {test_set: [(y (N,), score (N,)), ...]}}``; the score is
-            :func:`disease_score` (positive class vs control).
+        curves: ``{init: {test_set: [(repeat label, y (N,), score (N,)), ...]}}``; the score is
+            :func:`disease_score` (positive class vs control). Each line's legend entry reads
+            ``init, repeat label: AUC``; repeats of one init share its colour, with distinct dashes.
     """
     from sklearn.metrics import roc_curve
 
     present = {s for per_init in curves.values() for s in per_init}
     sets = [s for s in ("internal_test", "external_test") if s in present]
     fig, axes = _figure(len(sets))
-    colors = [f"C{i}" for i in range(len(curves))]
+    styles = ["-", "--", ":", "-."]
     for ax, name in zip(axes, sets):
-        for color, (init, per_set) in zip(colors, curves.items()):
-            aucs = []
-            for k, (y, score) in enumerate(per_set.get(name, [])):
+        for i, (init, per_set) in enumerate(curves.items()):
+            for k, (repeat, y, score) in enumerate(per_set.get(name, [])):
                 fpr, tpr, _ = roc_curve(y > 0, score)
-                aucs.append(roc_auc(y > 0, score))
-                ax.plot(fpr, tpr, color=color, alpha=0.7, lw=1.2,
-                        label=f"{init} (AUC {np.mean(aucs):.3f})" if k == len(per_set[name]) - 1 else None)
-        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
+                ax.plot(fpr, tpr, color=f"C{i}", ls=styles[k % len(styles)], alpha=0.8, lw=1.2,
+                        label=f"{init}, {repeat}: AUC {roc_auc(y > 0, score):.3f}")
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="chance (AUC 0.5)")
         ax.set(title=name.replace("_", " "), xlabel="false positive rate", ylabel="true positive rate",
                xlim=(0, 1), ylim=(0, 1.01))
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="lower right", fontsize=7)
     _save(fig, path)
 
 
@@ -124,3 +123,38 @@ def plot_label_fraction(rows: list[dict[str, Any]], path: Path) -> None:
                xlabel="labelled training subjects", ylabel="ROC AUC")
         ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def _cell(summary: dict[str, Any] | None) -> str:
+    """``0.712 [0.650, 0.774]`` (mean and 95 % CI over repeats), ``0.712`` for one repeat."""
+    if not summary:
+        return "–"
+    ci = summary.get("ci95")
+    return f"{summary['mean']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def finetune_report(metrics: dict[str, Any], command: str | None) -> str:
+    """``report.md`` of ``medssl finetune``: the command, the settings, one row per (init, labelled
+    size) with mean AUC / BAcc and their 95 % CIs over repeats, the leakage checks and the figures."""
+    positive, control = ", ".join(metrics["positive"]), metrics["control"]
+    lines = [f"# Fine-tuning: {positive} vs {control}", "",
+             f"Command: `{command}`" if command else
+             "Run from Python (`medssl.pipelines.finetune.finetune`); the settings are in `config.yaml`.",
+             "", f"Recipe `{metrics['recipe']}`, {metrics['repeats']} repeat(s) per fold, ensemble of "
+             f"{metrics['ensemble']}; label counts {metrics['label_counts']}. Scores: mean over repeats, "
+             "[95 % CI of the mean, Student t] (none for one repeat).", "",
+             "| init | labelled | AUC internal | AUC external | BAcc internal | BAcc external | runs |",
+             "|---|---|---|---|---|---|---|"]
+    for r in metrics["results"]:
+        n = r["n_labelled"] if r["n_labelled"] is not None else f"all ({r['n_train']})"
+        lines.append(f"| {r['init']} | {n} | {_cell(r.get('auc_internal'))} | {_cell(r.get('auc_external'))} | "
+                     f"{_cell(r.get('bacc_internal'))} | {_cell(r.get('bacc_external'))} | {len(r['runs'])} |")
+    checks = metrics["leakage"]["checks"]
+    lines += ["", f"Leakage guard (`finetune.leakage={metrics['leakage']['mode']}`): "
+              + "; ".join(f"{c['init']}: " + ("overlap " + "; ".join(c["overlap"]) if c.get("overlap")
+                                             else "no overlap" if c.get("checked") else f"not checked ({c['reason']})")
+                          for c in checks), ""]
+    lines += [f"![{name}]({file})" for name, file in metrics["figures"].items()]
+    lines += ["", "Files: `metrics.json` (every run), `predictions.csv` (every test prediction), `config.yaml` "
+              "(resolved settings).", ""]
+    return "\n".join(lines)

@@ -10,6 +10,8 @@ import torch
 
 from medssl.config import PretrainConfig, component_kwargs, save_resolved, to_dict
 from medssl.data.device_cache import DeviceCohort
+from medssl.data.provenance import describe_cohort
+from medssl.engine.curves import write_training_curves
 from medssl.engine.launch import init_distributed_from_env, shutdown_distributed
 from medssl.engine.train import train_loop
 from medssl.errors import ConfigError, DataError
@@ -101,6 +103,7 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
                    world=world, on_epoch_end=probe, num_workers=cfg.data.num_workers,
                    tensorboard=cfg.train.tensorboard)
         if rank == 0:
+            write_training_curves(run_dir)  # RUN/curves.png from metrics.jsonl
             save_encoder(run_dir / "encoder.pt", method.backbone, {
                 "backbone": {k: v for k, v in cfg.model.items() if k not in COMPUTE_ONLY_KWARGS},
                 "input_shape": input_shape,
@@ -109,6 +112,7 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
                 "preprocessing": {"shape": input_shape, "resize": cfg.data.resize,
                                   "normalize": "zscore"},
                 "cohort": cfg.data.source,
+                "pretraining_cohort": describe_cohort(cohort, cfg.data.train_split),  # no paths: shareable
                 "method": cfg.method["name"],
                 "loss": dict(cfg.loss),
                 "regularizer": dict(cfg.regularizer),

@@ -1,8 +1,6 @@
-"""Device selection and progress-bar switch shared by training, evaluation and fine-tuning."""
+"""Device selection shared by training, evaluation and fine-tuning."""
 
 from __future__ import annotations
-
-import os
 
 import torch
 
@@ -12,8 +10,3 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def progress_enabled() -> bool:
-    """False when ``MEDSSL_PROGRESS=0`` (logs, CI, notebooks): every progress bar honours it."""
-    return os.environ.get("MEDSSL_PROGRESS", "1") != "0"

@@ -27,7 +27,8 @@ def test_full_finetune_scratch_and_encoder(scz_manifest: Path, clean_encoder: Pa
             *overrides(scz_manifest, out, f"init=[scratch,{clean_encoder.parent}]", "finetune.repeats=2",
                        "finetune.recipe=full")]
     assert main(args) == 0
-    assert "auc_external" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "auc_external" in printed and f"report: {out / 'report.md'}" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["init"] == "scratch" and metrics["inits"] == ["scratch", str(clean_encoder)]
     assert metrics["classes"] == ["control", "scz"]
@@ -47,6 +48,15 @@ def test_full_finetune_scratch_and_encoder(scz_manifest: Path, clean_encoder: Pa
             assert result[key]["mean"] == pytest.approx(np.mean(values))
             assert result[key]["std"] == pytest.approx(np.std(values, ddof=1))
     assert metrics["auc_internal"] == metrics["results"][0]["auc_internal"]
+
+    # report.md: the command, one row per init with the mean AUC and its 95 % CI, the figures
+    report = (out / "report.md").read_text()
+    assert f"Command: `medssl finetune configs/finetune/scz.yaml data.source={scz_manifest}" in report
+    for result in metrics["results"]:
+        auc = result["auc_internal"]
+        assert f"| {result['init']} | all ({result['n_train']}) | {auc['mean']:.3f} [{auc['ci95'][0]:.3f}, " \
+               f"{auc['ci95'][1]:.3f}] |" in report
+    assert "![roc](roc.png)" in report and "yaware: no overlap" in report
 
     # external sites (manifest split) never in training: predictions only on test parts, counts add up
     manifest = pd.read_csv(scz_manifest, dtype=str)

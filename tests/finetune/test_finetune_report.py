@@ -50,7 +50,8 @@ def test_summary_mean_std_and_t_interval() -> None:
 def test_figures_are_written(tmp_path) -> None:
     rng = np.random.default_rng(2)
     y = np.repeat([0, 1], 10)
-    curves = {"scratch": {"internal_test": [(y, rng.random(20))] * 2, "external_test": [(y, rng.random(20))]}}
+    curves = {"scratch": {"internal_test": [("seed 0", y, rng.random(20))] * 2,
+                          "external_test": [("seed 0", y, rng.random(20))]}}
     plot_roc(curves, tmp_path / "roc.png")
     rows = [{"init": i, "n_train": n, "auc_internal": {"mean": 0.6, "std": 0.1},
              "auc_external": {"mean": 0.55, "std": 0.1}} for i in ("a", "b") for n in (10, 20)]
@@ -67,3 +68,23 @@ def test_run_summary_covers_scores_not_the_chosen_hyper_parameters() -> None:
     summary = summarize_runs(runs)
     assert set(summary) == {"auc_internal", "val_auc"}  # C = 10 would get a CI clipped to [0, 1]
     assert summary["auc_internal"]["mean"] == pytest.approx(0.8)
+
+
+def test_every_roc_curve_has_its_own_legend_entry_with_its_auc(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import medssl.pipelines.finetune_report as report
+
+    drawn = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: drawn.append(fig))
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 15)
+    scores = {(init, k): np.clip(y * 0.3 * (k + 1) + rng.random(30), 0, None) for init in ("scratch", "yaware")
+              for k in range(3)}
+    curves = {init: {"internal_test": [(f"seed {k}", y, scores[init, k]) for k in range(3)]}
+              for init in ("scratch", "yaware")}
+    report.plot_roc(curves, tmp_path / "roc.png")
+    (ax,) = drawn[0].axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    expected = [f"{init}, seed {k}: AUC {roc_auc_score(y, scores[init, k]):.3f}" for init in ("scratch", "yaware")
+                for k in range(3)]
+    assert labels == expected + ["chance (AUC 0.5)"]
+    assert len(ax.get_lines()) == 7  # six curves and the diagonal, each in the legend

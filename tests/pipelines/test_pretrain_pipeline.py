@@ -40,10 +40,22 @@ def tiny(cohort: Path, out: Path, *extra: str) -> PretrainConfig:
 
 def test_run_folder_contents_and_refusal(cohort: Path, tmp_path: Path) -> None:
     run = pretrain(tiny(cohort, tmp_path / "run", "train.probe_every=2"))
-    assert {"config.yaml", "metrics.jsonl", "encoder.pt", "encoder.json", "checkpoints"} <= {
+    assert {"config.yaml", "metrics.jsonl", "encoder.pt", "encoder.json", "checkpoints", "curves.png"} <= {
         p.name for p in run.iterdir()}
     backbone, card = load_encoder(run)
     assert card["backbone"] == {"name": "tiny_cnn3d", "width": 4}
+    # the pretraining cohort, described without its path (what an exported model card shows)
+    from medssl.data import open_cohort
+    from medssl.data.synthetic.anatomy import load_anatomy
+    from nibabel.affines import voxel_sizes
+
+    table = open_cohort(cohort).table
+    described = card["pretraining_cohort"]
+    assert described["name"] == "synthetic healthy cohort (medssl generator v2, seed 0)"
+    train = table[table.split == "train"]
+    assert described["n_scans"] == len(train) and described["n_sites"] == train.site.nunique() == 4
+    assert described["voxel_size_mm"] == pytest.approx(voxel_sizes(load_anatomy((16, 20, 16)).affine), abs=1e-4)
+    assert str(cohort) not in json.dumps(described)
     assert card["input_shape"] == [16, 20, 16] and card["loss"]["name"] == "yaware"
     records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["epoch"] == 2 and all("step" in r for r in records)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from nibabel.affines import voxel_sizes
 
 from medssl.data.kit import MASK_FILES
 from medssl.data.synthetic.anatomy import Anatomy, load_anatomy
@@ -119,7 +120,8 @@ def make_synthetic_cohort(
     table = design_cohort(cohort, n_subjects, n_sites, n_external_sites, np.random.default_rng([seed, 0]))
     anat = load_anatomy(shape)  # type: ignore[arg-type]
     params = dict(cohort=cohort, n_subjects=n_subjects, n_sites=n_sites, n_external_sites=n_external_sites,
-                  shape=list(shape), seed=seed, layout=layout, generator_version=GENERATOR_VERSION)  # fmt: skip
+                  shape=list(shape), seed=seed, layout=layout, generator_version=GENERATOR_VERSION,
+                  voxel_size_mm=[round(float(v), 4) for v in voxel_sizes(anat.affine)])  # fmt: skip
     with atomic_path(out) as tmp:
         if layout == "kit":
             from medssl.data.kit_writer import write_kit_layout
