@@ -9,13 +9,14 @@ label-fraction curve). The headline is the largest size.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from medssl.config import from_dict, load_yaml, merge
-from medssl.errors import ConfigError
+from medssl.errors import ConfigError, MedsslWarning
 from medssl.pipelines.studies import figures
 from medssl.pipelines.studies.common import (
     Budget,
@@ -53,18 +54,25 @@ def pretrain_encoder(cfg: StudyConfig, arm: dict[str, Any], data: Path, seed: in
     return run_dir
 
 
-def task_cohort(cfg: StudyConfig, task: str, out: Path) -> Path:
-    """``transfer.sources[task]``, else a synthetic clinical cohort at the pretraining shape."""
+def task_cohort(cfg: StudyConfig, task: str, out: Path, data: Path) -> Path:
+    """``transfer.sources[task]``, else a synthetic clinical cohort at the pretraining cohort's grid.
+
+    With an existing pretraining cohort (``cohort.source``) and no clinical source, the clinical cohort is
+    synthesised at that cohort's image shape, with a warning: its AUCs say nothing about real patients.
+    """
     if task in cfg.transfer.sources:
         return Path(cfg.transfer.sources[task])
-    if cfg.cohort.source:
-        raise ConfigError(f"transfer.sources has no manifest for task {task!r}; with a real pretraining "
-                          "cohort give every task's clinical manifest (transfer.sources.<task>=PATH)")
-    from medssl.data import make_synthetic_cohort
+    from medssl.data import make_synthetic_cohort, open_cohort
 
+    shape = tuple(cfg.cohort.shape)
+    if cfg.cohort.source:
+        shape = tuple(open_cohort(data, modality=cfg.cohort.modality).image_shape)
+        warnings.warn(f"transfer.sources has no cohort for task {task!r}: fine-tuning on a synthetic {task} "
+                      f"cohort at {'x'.join(map(str, shape))} (give transfer.sources.{task}=MANIFEST for real "
+                      "patients)", MedsslWarning, stacklevel=2)
     t, root = cfg.transfer, out / "data" / task
     if not (root / "synthetic.json").is_file():
-        make_synthetic_cohort(root, task, t.n_subjects, t.n_sites, t.n_external_sites, tuple(cfg.cohort.shape),
+        make_synthetic_cohort(root, task, t.n_subjects, t.n_sites, t.n_external_sites, shape,
                               cfg.cohort.seed, layout="nifti", overwrite=True)
     return root
 
@@ -113,7 +121,7 @@ def run(cfg: StudyConfig, out: Path, budget: Budget) -> dict[str, Any]:
         for task in cfg.transfer.tasks:
             if not budget.allows(f"finetune {task} seed {seed}"):
                 continue
-            source = task_cohort(cfg, task, out)
+            source = task_cohort(cfg, task, out, data)
             metrics = budget.timed(finetune_task, cfg, task, source, inits, model, seed,
                                    out / "finetune" / task / f"seed{seed}")
             for r in metrics["results"]:
