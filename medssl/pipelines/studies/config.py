@@ -31,6 +31,8 @@ class CohortSection:
     n_external_sites: int = 2
     shape: list[int] = dataclasses.field(default_factory=lambda: [24, 28, 24])
     seed: int = 0
+    preset: typing.Literal["standard", "hard"] = "standard"  # the synthetic generator's difficulty
+    device: typing.Literal["cpu", "cuda", "auto"] = "cpu"  # where a synthetic cohort is simulated
 
 
 @dataclasses.dataclass
@@ -73,7 +75,7 @@ class StudyConfig:
     """``medssl study``: pretrain every arm x seed, evaluate, aggregate, test the seed's hypotheses."""
 
     study: typing.Literal["regression", "transfer", "sensitivity"] = "regression"
-    scale: typing.Literal["cpu", "full"] = "cpu"
+    scale: typing.Literal["cpu", "gpu", "full"] = "cpu"
     description: str = ""
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
     base: str | None = None  # pretrain YAML under every arm (e.g. configs/pretrain/exp_resnet18.yaml)
