@@ -1,33 +1,54 @@
-"""The generative model of one synthetic scan (see docs/data.md for the equations in prose).
+"""The generative model of synthetic scans, in torch, batched over subjects on any device (docs/data.md).
 
 Anatomy: template tissue maps (``anatomy.py``) are changed by age (three regional GM-loss processes with
 their own age curves, an inverted-U WM curve, lost tissue becomes CSF) and diagnosis, then warped by
-``phi(x) = x + u(x)`` where ``u = u_rand + u_vent``: a smooth random field (Gaussian-blurred white noise)
-plus a radial ventricular expansion ``u_vent = -a(age) w(x) (x - c)``, ``w = exp(-|x - c|^2 / 2r^2)``.
+``phi(x) = x + u(x)`` where ``u = u_rand + u_vent (+ u_site)``: a smooth random field (white noise blurred
+with sigma 12 % of the largest side, std 4 % of the smallest side, per component) plus a radial
+ventricular expansion ``u_vent = -a(age) w(x) (x - c)``, ``w = exp(-|x - c|^2 / 2r^2)``, plus the site's
+geometric distortion (``hard`` preset).
 - ``quasiraw``: T1-like contrast ``c_csf CSF + c_gm GM + c_wm WM`` of the warped maps, skull-stripped
   (head size removed, as by the 9-dof affine registration of OpenBHB's quasi-raw images).
 - ``vbm``: modulated GM in template space:
-  ``GM_eff(x + 0.2 u_rand + u_vent) * s^3 / det(I + grad(0.3 u_rand))`` (residual misregistration, the
-  ventricular expansion, Jacobian modulation), ``s^3 = TIV / 1400 cm^3``.
+  ``GM_eff(x + 0.2 u_rand + u_vent + u_site) * s^3 / det(I + grad(0.3 u_rand))`` (residual
+  misregistration, the ventricular expansion, Jacobian modulation), ``s^3 = TIV / 1400 cm^3``.
 Scanner (site) effects, per modality: multiplicative bias field (quadratic polynomial), Gaussian blur,
 intensity scale and offset, additive noise, each drawn per site and jittered per subject.
+
+Where the work happens. On the host, per subject, from numpy streams (so identical on every device):
+the scalar parameters (``draw_scan``) and the smooth fields on a coarse grid (``CoarseGrid``, nodes every
+``sigma / 2`` of ``u_rand``): the random warp (its noise drawn with a halo, blurred "valid", scaled by the
+blurred noise's expected std), the site distortion, the Jacobian modulation and the bias fields. On the
+device, batched (``simulate_batch``), in float32 at full resolution: the coarse fields interpolated
+(trilinear, separable matrices), the tissue maps, the warps (``grid_sample``, trilinear, zeros outside),
+texture, blur (separable Gaussian matrices, scipy's ``reflect`` boundary) and noise. The voxel noise
+(texture, scanner noise) comes from a torch generator per subject and field on the device: CUDA and CPU
+draw different values from the same distribution, so their volumes differ only by that noise.
+Batch invariance: every step is per voxel or per subject (matrix products, ``exp`` and random draws
+run once per subject), so a subject's volume does not depend on the batch it is simulated in.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
+import torch
+import torch.nn.functional as F
 
-from medssl.data.synthetic.anatomy import Anatomy
+from medssl.data.synthetic.anatomy import Anatomy, load_anatomy
+from medssl.data.synthetic.design import Preset, ScannerPrior
 
+MODALITIES = ("vbm", "quasiraw")
 # Diagnosis-specific effects: fractional GM change per region and extra ventricular expansion.
 DIAGNOSIS_EFFECTS: dict[str, dict[str, float]] = {
     "scz": {"frontal": -0.09, "temporal": -0.09, "insula": -0.09, "hippocampus": -0.07, "ventricles": 0.1},
     "bd": {"insula": -0.07, "cingulate": -0.08, "hippocampus": -0.05, "ventricles": 0.05},
     "asd": {"frontal": 0.05, "temporal": -0.05, "cingulate": -0.06, "ventricles": 0.02},
 }
+DIAGNOSIS_REGIONS = sorted({r for fx in DIAGNOSIS_EFFECTS.values() for r in fx if r != "ventricles"})
 # VBM: fraction of the random warp left by registration, and of it that the Jacobian modulation keeps
 # as individual regional volume (det(I + grad(0.3 u)) has ~7.5 % std in GM); the ventricular expansion is
 # not registered out (periventricular GM is displaced).
@@ -40,31 +61,39 @@ AGE_PATTERNS: dict[str, tuple[float, dict[str, float]]] = {
     "adult": (0.3, {"frontal": 1.0, "insula": 0.8, "temporal": 0.6, "thalamus": 0.6}),
     "late": (0.2, {"hippocampus": 1.6, "temporal": 1.2, "insula": 0.8, "parietal": 0.4}),
 }
+SMOOTHNESS, WARP_STD = 0.12, 0.04  # u_rand: sigma (fraction of the largest side), std (of the smallest)
+NODES_PER_SIGMA = 2.0  # coarse-grid node spacing = sigma / 2
+TRUNCATE = 4.0  # Gaussian kernels end at int(4 sigma + 0.5) (scipy.ndimage's rule)
+TEXTURE_STD, TEXTURE_SIGMA = 0.08, 0.7  # quasiraw texture: 1 + blur(N(0, 0.08), 0.7 voxel)
+MIN_BLUR = 0.05  # scanner blur below this sigma is skipped
 
 
-def age_curves(age: float) -> dict[str, float]:
-    """GM log-loss of each age process: pruning ``0.3 (1 - exp(-(age - 6)_+ / 8))`` (saturates by ~25),
-    adult ``0.005 (age - 6)``, late ``0.45 ((age - 40)_+ / 48)^2``."""
-    return {
-        "pruning": 0.3 * (1.0 - float(np.exp(-max(age - 6.0, 0.0) / 8.0))),
-        "adult": 0.005 * (age - 6.0),
-        "late": 0.45 * (max(age - 40.0, 0.0) / 48.0) ** 2,
-    }
+def age_curves(age: np.ndarray) -> np.ndarray:
+    """GM log-loss of each age process, ``(B,) -> (B, 3)`` in ``AGE_PATTERNS`` order: pruning
+    ``0.3 (1 - exp(-(age - 6)_+ / 8))`` (saturates by ~25), adult ``0.005 (age - 6)``, late
+    ``0.45 ((age - 40)_+ / 48)^2``."""
+    age = np.asarray(age, dtype=np.float64)
+    return np.stack([
+        0.3 * (1.0 - np.exp(-np.maximum(age - 6.0, 0.0) / 8.0)),
+        0.005 * (age - 6.0),
+        0.45 * (np.maximum(age - 40.0, 0.0) / 48.0) ** 2,
+    ], axis=-1)  # fmt: skip
 
 
-def wm_factor(age: float) -> float:
-    """Inverted-U WM curve peaking at 45 years: ``1 - 0.1 ((age - 45) / 40)^2``."""
-    return 1.0 - 0.1 * ((age - 45.0) / 40.0) ** 2
+def wm_factor(age: np.ndarray) -> np.ndarray:
+    """Inverted-U WM curve peaking at 45 years: ``1 - 0.1 ((age - 45) / 40)^2`` (at most 1)."""
+    return 1.0 - 0.1 * ((np.asarray(age, dtype=np.float64) - 45.0) / 40.0) ** 2
 
 
-def ventricle_expansion(age: float) -> float:
+def ventricle_expansion(age: np.ndarray) -> np.ndarray:
     """a(age): strength of the radial ventricular expansion, linear after 20, quadratic after 40."""
-    return 0.05 + 0.003 * max(age - 20.0, 0.0) + 0.4 * (max(age - 40.0, 0.0) / 48.0) ** 2
+    age = np.asarray(age, dtype=np.float64)
+    return 0.05 + 0.003 * np.maximum(age - 20.0, 0.0) + 0.4 * (np.maximum(age - 40.0, 0.0) / 48.0) ** 2
 
 
 @dataclasses.dataclass(frozen=True)
 class ScannerEffects:
-    """One site's acquisition signature for one modality (see ``draw_scanner``)."""
+    """One site's (or, jittered, one scan's) acquisition signature for one modality."""
 
     scale: float
     offset: float
@@ -74,21 +103,20 @@ class ScannerEffects:
     gm_contrast: float = 0.0  # quasiraw only: shift of the GM intensity
 
 
-def draw_scanner(rng: np.random.Generator, modality: str) -> ScannerEffects:
-    """Site effects; quasi-raw intensities vary much more across scanners than VBM maps."""
-    strong = modality == "quasiraw"
+def draw_scanner(rng: np.random.Generator, prior: ScannerPrior) -> ScannerEffects:
+    """One site's effects for one modality, drawn from ``prior`` (``design.PRESETS``)."""
     return ScannerEffects(
-        scale=float(np.exp(rng.normal(0, 0.12 if strong else 0.04))),
-        offset=float(rng.normal(0, 0.04)) if strong else 0.0,
-        blur=float(rng.uniform(0.0, 1.0 if strong else 0.6)),
-        noise=float(rng.uniform(0.01, 0.05) if strong else rng.uniform(0.03, 0.1)),
-        bias=tuple(rng.normal(0, 0.12 if strong else 0.05, size=9)),
-        gm_contrast=float(rng.normal(0, 0.04)) if strong else 0.0,
+        scale=float(np.exp(rng.normal(0, prior.scale_sd))),
+        offset=float(rng.normal(0, prior.offset_sd)) if prior.offset_sd else 0.0,
+        blur=float(rng.uniform(0.0, prior.blur_max)),
+        noise=float(rng.uniform(*prior.noise)),
+        bias=tuple(float(b) for b in rng.normal(0, prior.bias_sd, size=9)),
+        gm_contrast=float(rng.normal(0, prior.gm_contrast_sd)) if prior.gm_contrast_sd else 0.0,
     )
 
 
 def _jitter(effects: ScannerEffects, rng: np.random.Generator) -> ScannerEffects:
-    """Per-scan variation of a site's effects (5 % scale, 20 % blur and noise)."""
+    """Per-scan variation of a site's effects (3 % scale, 20 % blur and noise)."""
     return dataclasses.replace(
         effects,
         scale=effects.scale * float(np.exp(rng.normal(0, 0.03))),
@@ -97,90 +125,348 @@ def _jitter(effects: ScannerEffects, rng: np.random.Generator) -> ScannerEffects
     )
 
 
-def apply_scanner(volume: np.ndarray, mask: np.ndarray, coords: np.ndarray, fx: ScannerEffects,
-                  rng: np.random.Generator, relative_noise: bool = False) -> np.ndarray:  # fmt: skip
-    """``mask * (scale * blur(volume * exp(bias(x))) + offset + noise)``; with ``relative_noise`` the
-    noise is multiplied by the blurred signal (VBM maps: no noise where there is no GM)."""
-    x, y, z = coords
-    terms = np.stack([x, y, z, x * x - 0.3, y * y - 0.3, z * z - 0.3, x * y, x * z, y * z])
-    bias = np.exp(np.tensordot(np.asarray(fx.bias, dtype=np.float32), terms, axes=1))
-    out = volume * bias
-    if fx.blur > 0.05:
-        out = ndimage.gaussian_filter(out, fx.blur)
-    noise = rng.normal(0, fx.noise, size=volume.shape) * (out if relative_noise else 1.0)
-    out = fx.scale * (out + noise) + fx.offset
-    return (out * mask).astype(np.float32)
+def gaussian_taps(sigma: float) -> np.ndarray:
+    """scipy.ndimage's 1D Gaussian kernel: radius ``int(4 sigma + 0.5)``, weights summing to 1, float64."""
+    radius = int(TRUNCATE * sigma + 0.5)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    return taps / taps.sum()
 
 
-def random_field(shape: tuple[int, ...], rng: np.random.Generator, amplitude: float,
-                 smoothness: float = 0.12) -> np.ndarray:  # fmt: skip
-    """Smooth displacement ``(3, D, H, W)``: white noise blurred with sigma ``smoothness * max(shape)``
-    voxels, rescaled to standard deviation ``amplitude`` (voxels) per component."""
-    fields = []
-    for _ in range(3):
-        field = ndimage.gaussian_filter(rng.normal(size=shape), smoothness * max(shape), mode="reflect")
-        fields.append(field * (amplitude / max(field.std(), 1e-12)))
-    return np.stack(fields).astype(np.float32)
+def reflect_shifts(n: int, radius: int) -> np.ndarray:
+    """``(2 radius + 1, n, n)`` 0/1 matrices ``P_t[i, j] = [j == reflect(i + t)]``, ``t = -radius..radius``,
+    with scipy's ``reflect`` boundary (``d c b a | a b c d | d c b a``)."""
+    j = np.arange(n)[None, :] + np.arange(-radius, radius + 1)[:, None]  # (T, n)
+    j = np.mod(j, 2 * n)
+    j = np.where(j >= n, 2 * n - 1 - j, j)
+    out = np.zeros((2 * radius + 1, n, n))
+    out[np.arange(2 * radius + 1)[:, None], np.arange(n)[None, :], j] = 1.0
+    return out
 
 
-def jacobian_det(u: np.ndarray) -> np.ndarray:
-    """``det(I + grad u)`` of a displacement ``(3, D, H, W)`` (central differences)."""
-    g = [np.gradient(u[a]) for a in range(3)]  # g[a][b] = d u_a / d x_b
-    m = [[g[a][b] + (1.0 if a == b else 0.0) for b in range(3)] for a in range(3)]
+def linear_upsample(n_fine: int, n_coarse: int) -> np.ndarray:
+    """``(n_fine, n_coarse)`` linear interpolation from nodes at ``j (n_fine - 1) / (n_coarse - 1)``
+    (align-corners) to every fine index."""
+    if n_coarse == 1:
+        return np.ones((n_fine, 1))
+    pos = np.arange(n_fine) * (n_coarse - 1) / (n_fine - 1)
+    lo = np.minimum(np.floor(pos).astype(int), n_coarse - 2)
+    frac = pos - lo
+    out = np.zeros((n_fine, n_coarse))
+    out[np.arange(n_fine), lo] = 1.0 - frac
+    out[np.arange(n_fine), lo + 1] = frac
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class CoarseGrid:
+    """The coarse grid of the smooth fields of a ``shape``; host side, float64.
+
+    Nodes along axis ``a`` sit at voxel ``j s_a``, ``s_a = (N_a - 1) / (n_a - 1)`` (about ``sigma / 2``
+    of u_rand, at most one per voxel). A random field is white noise on the nodes plus ``halo`` each side,
+    blurred "valid" by ``kernels[a]`` ``(n_a, n_a + 2 halo)`` (Gaussian of sigma ``sigma / s_a`` nodes),
+    divided by ``gain`` (its expected std).
+    """
+
+    shape: tuple[int, int, int]
+    nodes: tuple[int, int, int]
+    halo: int
+    kernels: tuple[np.ndarray, np.ndarray, np.ndarray]
+    gain: float
+    coords: tuple[np.ndarray, np.ndarray, np.ndarray]  # normalised brain coordinate of each node, per axis
+
+    @property
+    def noise_shape(self) -> tuple[int, int, int, int]:
+        """``(3, n_d + 2 halo, n_h + 2 halo, n_w + 2 halo)``: the white noise behind one vector field."""
+        return (3, *(n + 2 * self.halo for n in self.nodes))  # type: ignore[return-value]
+
+    def field(self, noise: np.ndarray, std: float) -> np.ndarray:
+        """``(3, n_d, n_h, n_w)`` smooth vector field with expected std ``std`` per component."""
+        out = noise
+        for axis, kernel in enumerate(self.kernels):
+            out = np.moveaxis(np.tensordot(kernel, out, axes=(1, axis + 1)), 0, axis + 1)
+        return out * (std / self.gain)
+
+    def spacing(self) -> np.ndarray:
+        """``(3,)`` voxels between nodes along each axis."""
+        return np.array([(n_fine - 1) / max(n - 1, 1) for n_fine, n in zip(self.shape, self.nodes)])
+
+
+@lru_cache(maxsize=8)
+def coarse_grid(shape: tuple[int, int, int]) -> CoarseGrid:
+    """The coarse grid of ``shape`` (cached); its node coordinates come from ``load_anatomy(shape)``."""
+    sigma = SMOOTHNESS * max(shape)
+    nodes = tuple(min(n, math.ceil((n - 1) * NODES_PER_SIGMA / sigma) + 1) for n in shape)
+    spacing = [(n - 1) / max(k - 1, 1) for n, k in zip(shape, nodes)]
+    halo = int(TRUNCATE * sigma / min(spacing) + 0.5)
+    kernels, gain = [], 1.0
+    for k, s in zip(nodes, spacing):
+        taps = np.exp(-0.5 * (np.arange(-halo, halo + 1) * s / sigma) ** 2)
+        taps /= taps.sum()
+        kernel = np.zeros((k, k + 2 * halo))
+        for i in range(k):
+            kernel[i, i : i + 2 * halo + 1] = taps
+        kernels.append(kernel)
+        gain *= float(np.sqrt((taps**2).sum()))
+    coords = load_anatomy(shape).coords  # affine in the voxel index along its own axis
+    profiles = (coords[0][:, 0, 0], coords[1][0, :, 0], coords[2][0, 0, :])
+    node_coords = tuple(np.interp(np.arange(k) * s, np.arange(len(p)), p) for p, k, s in zip(profiles, nodes, spacing))
+    return CoarseGrid(tuple(shape), nodes, halo, tuple(kernels), gain, node_coords)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """One site: its scanner per modality and its geometric distortion ``(3, n_d, n_h, n_w)`` (voxels)."""
+
+    scanners: dict[str, ScannerEffects]
+    distortion: np.ndarray
+
+
+def draw_site(rng: np.random.Generator, preset: Preset, grid: CoarseGrid) -> Site:
+    """A site's scanners (``preset.scanners``) and distortion (std ``preset.distortion`` x smallest side)."""
+    scanners = {m: draw_scanner(rng, preset.scanners[m]) for m in MODALITIES}
+    distortion = grid.field(rng.standard_normal(grid.noise_shape), preset.distortion * min(grid.shape))
+    return Site(scanners, distortion)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scan:
+    """Host-side parameters of one subject's scans (``draw_scan``); everything the device needs.
+
+    ``fields[m]``: ``(n_d, n_h, n_w, C)`` float32 coarse channels of modality ``m``: the sampling grid
+    ``x + u`` in ``grid_sample``'s normalised (x=W, y=H, z=D) units without the ventricular term, the bias
+    field, and (vbm) the modulation ``(TIV / 1400) / clip(det(I + grad(0.3 u_rand)), 0.3, 3)``.
+    ``seeds``: torch generator seeds of the voxel noise fields (``texture``, ``quasiraw``, ``vbm``).
+    """
+
+    age: float
+    tiv: float
+    diagnosis: str
+    severity: float
+    ventricles: float  # a: strength of the ventricular expansion
+    scanners: dict[str, ScannerEffects]
+    fields: dict[str, np.ndarray]
+    seeds: dict[str, int]
+
+
+def _bias_terms(grid: CoarseGrid) -> np.ndarray:
+    """``(9, n_d, n_h, n_w)``: x, y, z, x^2 - 0.3, y^2 - 0.3, z^2 - 0.3, xy, xz, yz at the nodes."""
+    x, y, z = np.meshgrid(*grid.coords, indexing="ij")
+    return np.stack([x, y, z, x * x - 0.3, y * y - 0.3, z * z - 0.3, x * y, x * z, y * z])
+
+
+def _jacobian_det(u: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """``det(I + grad u)`` of a displacement ``(3, n_d, n_h, n_w)`` sampled every ``spacing`` voxels
+    (central differences, one-sided at the edges)."""
+    m = [[np.gradient(u[a], spacing[b], axis=b) + (a == b) for b in range(3)] for a in range(3)]
     return (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
             - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
             + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))  # fmt: skip
 
 
-def _warp(volume: np.ndarray, grid: np.ndarray, u: np.ndarray) -> np.ndarray:
-    return ndimage.map_coordinates(volume, grid + u, order=1, mode="constant", cval=0.0)
+def _grid_channels(grid: CoarseGrid, displacement: np.ndarray) -> list[np.ndarray]:
+    """``grid_sample`` coordinates (x, y, z) of the nodes moved by ``displacement`` (voxels, D/H/W order)."""
+    pos = np.meshgrid(*(np.arange(n) * s for n, s in zip(grid.nodes, grid.spacing())), indexing="ij")
+    normalised = [(pos[a] + displacement[a]) * (2.0 / (grid.shape[a] - 1)) - 1.0 for a in range(3)]
+    return normalised[::-1]
 
 
-def tissue_maps(anat: Anatomy, age: float, diagnosis: str, severity: float) -> dict[str, np.ndarray]:
-    """Template-space GM/WM/CSF after age and diagnosis effects; lost tissue becomes CSF."""
-    curves = age_curves(age)
-    loss = sum(curves[name] * (base + sum(w * anat.region(r) for r, w in weights.items()))
-               for name, (base, weights) in AGE_PATTERNS.items())  # fmt: skip
-    gm = anat.gm * np.exp(-loss)
-    for region, effect in DIAGNOSIS_EFFECTS.get(diagnosis, {}).items():
-        if region != "ventricles":
-            gm = gm * (1.0 + severity * effect * anat.region(region))
-    wm = anat.wm * wm_factor(age)
-    csf = anat.csf + np.clip(anat.gm - gm, 0, None) + np.clip(anat.wm - wm, 0, None)
-    return {"gm": gm, "wm": wm, "csf": np.clip(csf, 0, 1)}
-
-
-def simulate_scan(
-    anat: Anatomy,
-    age: float,
-    tiv: float,
-    diagnosis: str,
-    severity: float,
-    scanners: dict[str, ScannerEffects],
-    rng: np.random.Generator,
-) -> dict[str, np.ndarray]:
-    """One subject's ``{"vbm": (D, H, W), "quasiraw": (D, H, W)}`` float32 volumes."""
-    shape = anat.shape
-    grid = np.indices(shape, dtype=np.float32)
-    u_rand = random_field(shape, rng, amplitude=0.04 * min(shape))
+def draw_scan(rng: np.random.Generator, age: float, tiv: float, diagnosis: str, severity: float, site: Site,
+              grid: CoarseGrid) -> Scan:  # fmt: skip
+    """One subject's parameters and coarse fields, from its own stream ``rng`` (draw order is fixed)."""
+    u_rand = grid.field(rng.standard_normal(grid.noise_shape), WARP_STD * min(grid.shape))
     a = ventricle_expansion(age) + severity * DIAGNOSIS_EFFECTS.get(diagnosis, {}).get("ventricles", 0.0)
-    a = max(a + rng.normal(0, 0.03), 0.0)
-    rel = grid - anat.ventricle_center[:, None, None, None].astype(np.float32)
-    weight = np.exp(-(rel**2).sum(0) / (2 * anat.ventricle_radius**2))
-    u_vent = -a * weight * rel
-    u = u_rand + u_vent
-    maps = tissue_maps(anat, age, diagnosis, severity)
+    a = max(float(a) + rng.normal(0, 0.03), 0.0)
+    scanners = {m: _jitter(site.scanners[m], rng) for m in MODALITIES}
+    seeds = {name: int(rng.integers(2**63)) for name in ("texture", "quasiraw", "vbm")}
+    terms = _bias_terms(grid)
+    bias = {m: np.exp(np.tensordot(np.asarray(scanners[m].bias), terms, axes=1)) for m in MODALITIES}
+    modulation = (tiv / 1400.0) / np.clip(_jacobian_det(VBM_VOLUME * u_rand, grid.spacing()), 0.3, 3.0)
+    fields = {
+        "quasiraw": _grid_channels(grid, u_rand + site.distortion) + [bias["quasiraw"]],
+        "vbm": _grid_channels(grid, VBM_RESIDUAL * u_rand + site.distortion) + [bias["vbm"], modulation],
+    }
+    fields = {m: np.stack(channels, axis=-1).astype(np.float32) for m, channels in fields.items()}
+    return Scan(float(age), float(tiv), diagnosis, float(severity), a, scanners, fields, seeds)
 
-    warped = {k: _warp(v, grid, u) for k, v in maps.items()}
-    brain = _warp(anat.brain, grid, u) > 0.5
-    c_gm = 0.45 + 0.001 * (age - 40.0) + scanners["quasiraw"].gm_contrast
-    c_wm = 0.8 - 0.0015 * max(age - 40.0, 0.0)
-    texture = 1.0 + ndimage.gaussian_filter(rng.normal(0, 0.08, size=shape), 0.7)
-    t1 = (0.15 * warped["csf"] + c_gm * warped["gm"] + c_wm * warped["wm"]) * texture
-    quasiraw = apply_scanner(t1, brain, anat.coords, _jitter(scanners["quasiraw"], rng), rng)
 
-    modulation = (tiv / 1400.0) / np.clip(jacobian_det(VBM_VOLUME * u_rand), 0.3, 3.0)
-    gm_vbm = _warp(maps["gm"], grid, VBM_RESIDUAL * u_rand + u_vent) * modulation
-    support = anat.brain > 0.1
-    vbm = apply_scanner(gm_vbm, support, anat.coords, _jitter(scanners["vbm"], rng), rng, relative_noise=True)
-    return {"vbm": np.clip(vbm, 0, None), "quasiraw": np.clip(quasiraw, 0, None)}
+@dataclasses.dataclass(frozen=True)
+class DeviceAnatomy:
+    """The template maps and operators of one grid on one device (float32; ``device_anatomy``)."""
+
+    shape: tuple[int, int, int]
+    device: torch.device
+    gm: torch.Tensor  # (D, H, W)
+    wm: torch.Tensor
+    csf: torch.Tensor
+    brain: torch.Tensor
+    support: torch.Tensor  # brain > 0.1, the VBM mask
+    patterns: torch.Tensor  # (3, D*H*W) GM log-loss pattern of each age process
+    regions: dict[str, torch.Tensor]  # DIAGNOSIS_REGIONS -> (D, H, W)
+    ventricles: torch.Tensor  # (D, H, W, 3): w(x) (x - c) in grid_sample units (x, y, z)
+    upsample: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (N_a, n_a) coarse -> voxels
+    texture: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # texture blur matrices
+
+
+@lru_cache(maxsize=4)
+def device_anatomy(shape: tuple[int, int, int], device: str) -> DeviceAnatomy:
+    """``load_anatomy(shape)`` and its operators on ``device`` (cached per shape and device)."""
+    anat, grid, dev = load_anatomy(shape), coarse_grid(shape), torch.device(device)
+
+    def put(array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array, dtype=np.float32), device=dev)
+
+    patterns = np.stack([base + sum(w * anat.region(r) for r, w in weights.items())
+                         for base, weights in AGE_PATTERNS.values()])  # fmt: skip
+    index = np.indices(shape, dtype=np.float64)
+    rel = index - anat.ventricle_center[:, None, None, None]
+    vent = np.exp(-(rel**2).sum(0) / (2 * anat.ventricle_radius**2)) * rel
+    vent = np.stack([vent[a] * (2.0 / (shape[a] - 1)) for a in (2, 1, 0)], axis=-1)
+    return DeviceAnatomy(
+        tuple(shape), dev, put(anat.gm), put(anat.wm), put(anat.csf), put(anat.brain),
+        put(anat.brain > 0.1), put(patterns.reshape(3, -1)), {r: put(anat.region(r)) for r in DIAGNOSIS_REGIONS},
+        put(vent), tuple(put(linear_upsample(n, k)) for n, k in zip(shape, grid.nodes)),  # type: ignore[arg-type]
+        blur_matrices(TEXTURE_SIGMA, shape, device),
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def _shifts(n: int, radius: int, device: str) -> torch.Tensor:
+    return torch.as_tensor(reflect_shifts(n, radius), dtype=torch.float32, device=device)
+
+
+def blur_matrices(sigma: float, shape: tuple[int, int, int], device: str) -> tuple[torch.Tensor, ...]:
+    """Per axis, the ``(n, n)`` matrix of scipy's ``gaussian_filter1d(sigma, mode="reflect")``:
+    ``sum_t taps_t P_t`` (each entry a sum of at most two taps, so exact in float32 on any device)."""
+    taps = torch.as_tensor(gaussian_taps(sigma), dtype=torch.float32, device=device)
+    radius = (len(taps) - 1) // 2
+    return tuple(torch.tensordot(taps, _shifts(n, radius, device), dims=1) for n in shape)
+
+
+def blur(volume: torch.Tensor, matrices: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+    """Separable filter of one ``(D, H, W)`` volume by per-axis ``(n, n)`` matrices (into ``out``, which may
+    be ``volume`` itself: only the last product writes it, from an intermediate)."""
+    d, h, w = volume.shape
+    x = torch.mm(matrices[0], volume.reshape(d, h * w)).reshape(d, h, w)
+    x = torch.matmul(matrices[1], x)
+    return torch.matmul(x, matrices[2].T, out=out)
+
+
+def _upsample(coarse: torch.Tensor, anat: DeviceAnatomy, out: torch.Tensor) -> torch.Tensor:
+    """``(n_d, n_h, n_w, C) -> (D, H, W, C)`` trilinear (align-corners), as three matrix products."""
+    (nd, nh, _, c), (d, h, w) = coarse.shape, anat.shape
+    x = torch.matmul(anat.upsample[2], coarse)  # (nd, nh, W, C)
+    x = torch.matmul(anat.upsample[1], x.reshape(nd, nh, w * c))  # (nd, H, W*C)
+    return torch.mm(anat.upsample[0], x.reshape(nd, h * w * c), out=out.view(d, h * w * c))
+
+
+def _normal(shape: tuple[int, ...], std: Sequence[float], seeds: Sequence[int], device: torch.device) -> torch.Tensor:
+    """``(B, *shape)`` Gaussian noise, subject ``b`` from its own generator seeded ``seeds[b]``."""
+    out = torch.empty((len(seeds), *shape), device=device)
+    generator = torch.Generator(device=device)
+    for b, (s, seed) in enumerate(zip(std, seeds)):
+        generator.manual_seed(seed)
+        out[b].normal_(0.0, s, generator=generator)
+    return out
+
+
+def _per_subject(values: Sequence[float], device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1, 1)
+
+
+def grey_matter(anat: DeviceAnatomy, ages: Sequence[float], diagnoses: Sequence[str],
+                severities: Sequence[float]) -> torch.Tensor:  # fmt: skip
+    """``(B, D, H, W)`` template-space GM after age and diagnosis:
+    ``GM(x) exp(-sum_p f_p(age) s_p(x)) prod_r (1 + severity e_r b_r(x))``."""
+    curves = torch.as_tensor(-age_curves(ages), dtype=torch.float32, device=anat.device)
+    gm = torch.empty((len(ages), *anat.shape), device=anat.device)
+    for b in range(len(ages)):
+        torch.exp(torch.mv(anat.patterns.T, curves[b]), out=gm[b].view(-1))
+    gm *= anat.gm
+    effects = np.array([[s * DIAGNOSIS_EFFECTS.get(d, {}).get(r, 0.0) for r in DIAGNOSIS_REGIONS]
+                        for d, s in zip(diagnoses, severities)]).reshape(len(ages), -1)  # fmt: skip
+    for r, region in enumerate(DIAGNOSIS_REGIONS):
+        if effects[:, r].any():  # a factor of exactly 1 changes nothing: skipping keeps batch invariance
+            gm *= 1.0 + _per_subject(effects[:, r], anat.device) * anat.regions[region]
+    return gm
+
+
+def _scanner(volume: torch.Tensor, mask: torch.Tensor, scans: Sequence[Scan], modality: str,
+             relative_noise: bool) -> torch.Tensor:  # fmt: skip
+    """In place: ``clip(mask (scale (blur(volume) + noise) + offset), 0)``; with ``relative_noise`` the noise
+    is multiplied by the blurred signal (VBM maps: no noise where there is no GM). ``volume`` already
+    holds the bias field."""
+    fx = [s.scanners[modality] for s in scans]
+    for b, f in enumerate(fx):
+        if f.blur > MIN_BLUR:
+            blur(volume[b], blur_matrices(f.blur, volume.shape[1:], str(volume.device)), out=volume[b])
+    noise = _normal(volume.shape[1:], [f.noise for f in fx], [s.seeds[modality] for s in scans], volume.device)
+    if relative_noise:
+        noise *= volume
+    volume += noise
+    volume *= _per_subject([f.scale for f in fx], volume.device)
+    volume += _per_subject([f.offset for f in fx], volume.device)
+    volume *= mask
+    return volume.clamp_(min=0.0)
+
+
+@torch.no_grad()
+def simulate_batch(anat: DeviceAnatomy, scans: Sequence[Scan], modalities: Sequence[str] = MODALITIES
+                   ) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The subjects' volumes ``{modality: (B, D, H, W)}`` float32 on ``anat.device`` (no host sync).
+
+    Subject ``b`` depends on ``scans[b]`` only (batch invariant, see the module docstring).
+    """
+    dev, shape, n = anat.device, anat.shape, len(scans)
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # full fp32 products whatever the caller set
+    try:
+        coarse = torch.as_tensor(np.stack([np.concatenate([s.fields[m] for m in modalities], axis=-1) for s in scans]),
+                                 device=dev)  # fmt: skip
+        fields = torch.empty((n, *shape, coarse.shape[-1]), device=dev)
+        for b in range(n):
+            _upsample(coarse[b], anat, fields[b])
+        vent = _per_subject([-s.ventricles for s in scans], dev)[..., None] * anat.ventricles  # (B, D, H, W, 3)
+        gm = grey_matter(anat, [s.age for s in scans], [s.diagnosis for s in scans], [s.severity for s in scans])
+        out, channel = {}, 0
+        for modality in modalities:
+            grid = fields[..., channel : channel + 3] + vent
+            bias = fields[..., channel + 3]
+            if modality == "quasiraw":
+                out[modality] = _quasiraw(anat, scans, gm, grid, bias)
+            else:
+                modulation = fields[..., channel + 4]
+                warped = F.grid_sample(gm[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+                volume = warped[:, 0].mul_(modulation).mul_(bias)
+                out[modality] = _scanner(volume, anat.support, scans, "vbm", relative_noise=True)
+            channel += 4 if modality == "quasiraw" else 5
+        return out
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+
+
+def _quasiraw(anat: DeviceAnatomy, scans: Sequence[Scan], gm: torch.Tensor, grid: torch.Tensor,
+              bias: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """T1-like ``(0.15 CSF + c_gm GM + c_wm WM)(phi(x)) texture(x)``, bias, scanner, warped brain mask."""
+    dev, n = anat.device, len(scans)
+    ages = np.array([s.age for s in scans])
+    wm_scale = wm_factor(ages)
+    c_gm = 0.45 + 0.001 * (ages - 40.0) + np.array([s.scanners["quasiraw"].gm_contrast for s in scans])
+    c_wm = 0.8 - 0.0015 * np.maximum(ages - 40.0, 0.0)
+    csf = (anat.gm - gm).clamp_(min=0.0)  # GM lost to age becomes CSF, as does lost WM: (1 - f) WM
+    csf += anat.csf
+    csf += _per_subject(1.0 - wm_scale, dev) * anat.wm
+    csf.clamp_(max=1.0)
+    maps = torch.empty((n, 2, *anat.shape), device=dev)
+    t1 = maps[:, 0]
+    torch.mul(csf, 0.15, out=t1)
+    t1 += _per_subject(c_gm, dev) * gm
+    t1 += _per_subject(c_wm * wm_scale, dev) * anat.wm
+    maps[:, 1] = anat.brain
+    warped = F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    texture = _normal(anat.shape, [TEXTURE_STD] * n, [s.seeds["texture"] for s in scans], dev)
+    for b in range(n):
+        blur(texture[b], anat.texture, out=texture[b])
+    volume = warped[:, 0]
+    volume *= texture.add_(1.0)
+    volume *= bias
+    return _scanner(volume, warped[:, 1] > 0.5, scans, "quasiraw", relative_noise=False)

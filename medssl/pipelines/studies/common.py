@@ -48,7 +48,7 @@ def study_cohort(cfg: StudyConfig, out: Path) -> Path:
     root = out / "data" / c.cohort
     if not (root / "synthetic.json").is_file():
         make_synthetic_cohort(root, c.cohort, c.n_subjects, c.n_sites, c.n_external_sites, tuple(c.shape),
-                              c.seed, layout="hf", overwrite=True)
+                              c.seed, layout="hf", overwrite=True, device=c.device)
     return root
 
 

@@ -30,6 +30,7 @@ class CohortSection:
     n_external_sites: int = 2
     shape: list[int] = dataclasses.field(default_factory=lambda: [24, 28, 24])
     seed: int = 0
+    device: typing.Literal["cpu", "cuda", "auto"] = "cpu"  # where a synthetic cohort is simulated
 
 
 @dataclasses.dataclass
