@@ -143,18 +143,20 @@ def reflect_shifts(n: int, radius: int) -> np.ndarray:
     return out
 
 
-def linear_upsample(n_fine: int, n_coarse: int) -> np.ndarray:
-    """``(n_fine, n_coarse)`` linear interpolation from nodes at ``j (n_fine - 1) / (n_coarse - 1)``
-    (align-corners) to every fine index."""
-    if n_coarse == 1:
-        return np.ones((n_fine, 1))
+def lerp_positions(n_fine: int, n_coarse: int) -> tuple[list[int], list[float]]:
+    """Linear interpolation from ``n_coarse`` nodes at ``j (n_fine - 1) / (n_coarse - 1)`` (align-corners)
+    to every fine index ``i``: ``value_i = lerp(node[lo_i], node[lo_i + 1], frac_i)``; returns ``(lo, frac)``."""
     pos = np.arange(n_fine) * (n_coarse - 1) / (n_fine - 1)
     lo = np.minimum(np.floor(pos).astype(int), n_coarse - 2)
-    frac = pos - lo
-    out = np.zeros((n_fine, n_coarse))
-    out[np.arange(n_fine), lo] = 1.0 - frac
-    out[np.arange(n_fine), lo + 1] = frac
-    return out
+    return [int(j) for j in lo], [float(f) for f in pos - lo]
+
+
+def band_blocks(n: int, radius: int, block: int | None) -> list[tuple[int, int, int, int]]:
+    """Row blocks ``(s, e)`` of an ``(n, n)`` band matrix of half-width ``radius`` and the columns ``(a, c)``
+    they touch; one block of everything when ``block`` is None."""
+    if block is None:
+        return [(0, n, 0, n)]
+    return [(s, min(s + block, n), max(0, s - radius), min(n, s + block + radius)) for s in range(0, n, block)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,9 +234,9 @@ def draw_site(rng: np.random.Generator, preset: Preset, grid: CoarseGrid) -> Sit
 class Scan:
     """Host-side parameters of one subject's scans (``draw_scan``); everything the device needs.
 
-    ``fields[m]``: ``(n_d, n_h, n_w, C)`` float32 coarse channels of modality ``m``: the sampling grid
-    ``x + u`` in ``grid_sample``'s normalised (x=W, y=H, z=D) units without the ventricular term, the bias
-    field, and (vbm) the modulation ``(TIV / 1400) / clip(det(I + grad(0.3 u_rand)), 0.3, 3)``.
+    ``fields[m]``: ``(n_d, n_h, n_w, 4)`` float32 coarse channels of modality ``m``: the sampling grid
+    ``x + u`` in ``grid_sample``'s normalised (x=W, y=H, z=D) units without the ventricular term, and a
+    gain: the bias field, times (vbm) the modulation ``(TIV / 1400) / clip(det(I + grad(0.3 u_rand)), 0.3, 3)``.
     ``seeds``: torch generator seeds of the voxel noise fields (``texture``, ``quasiraw``, ``vbm``).
     """
 
@@ -283,10 +285,54 @@ def draw_scan(rng: np.random.Generator, age: float, tiv: float, diagnosis: str, 
     modulation = (tiv / 1400.0) / np.clip(_jacobian_det(VBM_VOLUME * u_rand, grid.spacing()), 0.3, 3.0)
     fields = {
         "quasiraw": _grid_channels(grid, u_rand + site.distortion) + [bias["quasiraw"]],
-        "vbm": _grid_channels(grid, VBM_RESIDUAL * u_rand + site.distortion) + [bias["vbm"], modulation],
+        "vbm": _grid_channels(grid, VBM_RESIDUAL * u_rand + site.distortion) + [bias["vbm"] * modulation],
     }
     fields = {m: np.stack(channels, axis=-1).astype(np.float32) for m, channels in fields.items()}
     return Scan(float(age), float(tiv), diagnosis, float(severity), a, scanners, fields, seeds)
+
+
+BLUR_BLOCK = {"cpu": 16, "cuda": None}  # rows per band block of a blur (CPU: skips the zeros; CUDA: one product)
+
+
+@dataclasses.dataclass(frozen=True)
+class Blur:
+    """A separable Gaussian blur of one grid: per axis the ``(n, n)`` matrix of scipy's
+    ``gaussian_filter1d(sigma, mode="reflect")`` and its band blocks (``blur_operator``)."""
+
+    matrices: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    blocks: tuple[list[tuple[int, int, int, int]], ...]
+
+    def __call__(self, volume: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Blur one ``(D, H, W)`` volume (into ``out``, which may be ``volume``: only the last product, of
+        an intermediate, writes it)."""
+        d, h, w = volume.shape
+        (md, mh, mw), (bd, bh, _) = self.matrices, self.blocks
+        flat, x = volume.reshape(d, h * w), volume.new_empty((d, h * w))
+        for s, e, a, c in bd:
+            torch.mm(md[s:e, a:c], flat[a:c], out=x[s:e])
+        x = x.view(d, h, w)
+        if len(bh) == 1:
+            y = torch.matmul(mh, x)
+        else:
+            y = torch.empty_like(x)
+            for s, e, a, c in bh:
+                y[:, s:e] = torch.matmul(mh[s:e, a:c], x[:, a:c])
+        return torch.matmul(y, mw.T, out=out)
+
+
+@lru_cache(maxsize=64)
+def _shifts(n: int, radius: int, device: str) -> torch.Tensor:
+    return torch.as_tensor(reflect_shifts(n, radius), dtype=torch.float32, device=device)
+
+
+def blur_operator(sigma: float, shape: tuple[int, int, int], device: str) -> Blur:
+    """The blur of ``sigma`` voxels on ``shape``; each matrix is ``sum_t taps_t P_t`` (``reflect_shifts``),
+    every entry a sum of at most two float32 taps, so the same on any device."""
+    taps = torch.as_tensor(gaussian_taps(sigma), dtype=torch.float32, device=device)
+    radius = (len(taps) - 1) // 2
+    block = BLUR_BLOCK[torch.device(device).type]
+    matrices = tuple(torch.tensordot(taps, _shifts(n, radius, device), dims=1) for n in shape)
+    return Blur(matrices, tuple(band_blocks(n, radius, block) for n in shape))  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,8 +349,8 @@ class DeviceAnatomy:
     patterns: torch.Tensor  # (3, D*H*W) GM log-loss pattern of each age process
     regions: dict[str, torch.Tensor]  # DIAGNOSIS_REGIONS -> (D, H, W)
     ventricles: torch.Tensor  # (D, H, W, 3): w(x) (x - c) in grid_sample units (x, y, z)
-    upsample: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (N_a, n_a) coarse -> voxels
-    texture: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # texture blur matrices
+    upsample: tuple[tuple[list[int], list[float]], ...]  # per axis, coarse nodes -> voxels (lerp_positions)
+    texture: Blur
 
 
 @lru_cache(maxsize=4)
@@ -317,46 +363,30 @@ def device_anatomy(shape: tuple[int, int, int], device: str) -> DeviceAnatomy:
 
     patterns = np.stack([base + sum(w * anat.region(r) for r, w in weights.items())
                          for base, weights in AGE_PATTERNS.values()])  # fmt: skip
-    index = np.indices(shape, dtype=np.float64)
-    rel = index - anat.ventricle_center[:, None, None, None]
+    rel = np.indices(shape, dtype=np.float64) - anat.ventricle_center[:, None, None, None]
     vent = np.exp(-(rel**2).sum(0) / (2 * anat.ventricle_radius**2)) * rel
     vent = np.stack([vent[a] * (2.0 / (shape[a] - 1)) for a in (2, 1, 0)], axis=-1)
     return DeviceAnatomy(
-        tuple(shape), dev, put(anat.gm), put(anat.wm), put(anat.csf), put(anat.brain),
-        put(anat.brain > 0.1), put(patterns.reshape(3, -1)), {r: put(anat.region(r)) for r in DIAGNOSIS_REGIONS},
-        put(vent), tuple(put(linear_upsample(n, k)) for n, k in zip(shape, grid.nodes)),  # type: ignore[arg-type]
-        blur_matrices(TEXTURE_SIGMA, shape, device),
+        tuple(shape), dev, put(anat.gm), put(anat.wm), put(anat.csf), put(anat.brain), put(anat.brain > 0.1),
+        put(patterns.reshape(3, -1)), {r: put(anat.region(r)) for r in DIAGNOSIS_REGIONS}, put(vent),
+        tuple(lerp_positions(n, k) for n, k in zip(shape, grid.nodes)), blur_operator(TEXTURE_SIGMA, shape, device),
     )  # fmt: skip
 
 
-@lru_cache(maxsize=64)
-def _shifts(n: int, radius: int, device: str) -> torch.Tensor:
-    return torch.as_tensor(reflect_shifts(n, radius), dtype=torch.float32, device=device)
+def _lerp_axis(x: torch.Tensor, axis: int, positions: tuple[list[int], list[float]]) -> torch.Tensor:
+    """Linear interpolation of ``x`` along ``axis`` to ``len(lo)`` points (one lerp per output slice)."""
+    lo, frac = positions
+    out = x.new_empty((*x.shape[:axis], len(lo), *x.shape[axis + 1 :]))
+    for i, (j, f) in enumerate(zip(lo, frac)):
+        torch.lerp(x.select(axis, j), x.select(axis, j + 1), f, out=out.select(axis, i))
+    return out
 
 
-def blur_matrices(sigma: float, shape: tuple[int, int, int], device: str) -> tuple[torch.Tensor, ...]:
-    """Per axis, the ``(n, n)`` matrix of scipy's ``gaussian_filter1d(sigma, mode="reflect")``:
-    ``sum_t taps_t P_t`` (each entry a sum of at most two taps, so exact in float32 on any device)."""
-    taps = torch.as_tensor(gaussian_taps(sigma), dtype=torch.float32, device=device)
-    radius = (len(taps) - 1) // 2
-    return tuple(torch.tensordot(taps, _shifts(n, radius, device), dims=1) for n in shape)
-
-
-def blur(volume: torch.Tensor, matrices: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
-    """Separable filter of one ``(D, H, W)`` volume by per-axis ``(n, n)`` matrices (into ``out``, which may
-    be ``volume`` itself: only the last product writes it, from an intermediate)."""
-    d, h, w = volume.shape
-    x = torch.mm(matrices[0], volume.reshape(d, h * w)).reshape(d, h, w)
-    x = torch.matmul(matrices[1], x)
-    return torch.matmul(x, matrices[2].T, out=out)
-
-
-def _upsample(coarse: torch.Tensor, anat: DeviceAnatomy, out: torch.Tensor) -> torch.Tensor:
-    """``(n_d, n_h, n_w, C) -> (D, H, W, C)`` trilinear (align-corners), as three matrix products."""
-    (nd, nh, _, c), (d, h, w) = coarse.shape, anat.shape
-    x = torch.matmul(anat.upsample[2], coarse)  # (nd, nh, W, C)
-    x = torch.matmul(anat.upsample[1], x.reshape(nd, nh, w * c))  # (nd, H, W*C)
-    return torch.mm(anat.upsample[0], x.reshape(nd, h * w * c), out=out.view(d, h * w * c))
+def upsample(coarse: torch.Tensor, anat: DeviceAnatomy) -> torch.Tensor:
+    """``(B, n_d, n_h, n_w, C) -> (B, D, H, W, C)``: trilinear (align-corners), one axis at a time."""
+    for axis in (3, 2, 1):
+        coarse = _lerp_axis(coarse, axis, anat.upsample[axis - 1])
+    return coarse
 
 
 def _normal(shape: tuple[int, ...], std: Sequence[float], seeds: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -398,7 +428,7 @@ def _scanner(volume: torch.Tensor, mask: torch.Tensor, scans: Sequence[Scan], mo
     fx = [s.scanners[modality] for s in scans]
     for b, f in enumerate(fx):
         if f.blur > MIN_BLUR:
-            blur(volume[b], blur_matrices(f.blur, volume.shape[1:], str(volume.device)), out=volume[b])
+            blur_operator(f.blur, volume.shape[1:], str(volume.device))(volume[b], out=volume[b])
     noise = _normal(volume.shape[1:], [f.noise for f in fx], [s.seeds[modality] for s in scans], volume.device)
     if relative_noise:
         noise *= volume
@@ -416,29 +446,22 @@ def simulate_batch(anat: DeviceAnatomy, scans: Sequence[Scan], modalities: Seque
 
     Subject ``b`` depends on ``scans[b]`` only (batch invariant, see the module docstring).
     """
-    dev, shape, n = anat.device, anat.shape, len(scans)
+    dev = anat.device
     matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False  # full fp32 products whatever the caller set
     try:
-        coarse = torch.as_tensor(np.stack([np.concatenate([s.fields[m] for m in modalities], axis=-1) for s in scans]),
-                                 device=dev)  # fmt: skip
-        fields = torch.empty((n, *shape, coarse.shape[-1]), device=dev)
-        for b in range(n):
-            _upsample(coarse[b], anat, fields[b])
+        coarse = np.stack([np.concatenate([s.fields[m] for m in modalities], axis=-1) for s in scans])
+        fields = upsample(torch.as_tensor(coarse, device=dev), anat)  # (B, D, H, W, 4 per modality)
         vent = _per_subject([-s.ventricles for s in scans], dev)[..., None] * anat.ventricles  # (B, D, H, W, 3)
         gm = grey_matter(anat, [s.age for s in scans], [s.diagnosis for s in scans], [s.severity for s in scans])
-        out, channel = {}, 0
-        for modality in modalities:
-            grid = fields[..., channel : channel + 3] + vent
-            bias = fields[..., channel + 3]
+        out = {}
+        for k, modality in enumerate(modalities):
+            grid, gain = fields[..., 4 * k : 4 * k + 3] + vent, fields[..., 4 * k + 3]
             if modality == "quasiraw":
-                out[modality] = _quasiraw(anat, scans, gm, grid, bias)
+                out[modality] = _quasiraw(anat, scans, gm, grid, gain)
             else:
-                modulation = fields[..., channel + 4]
                 warped = F.grid_sample(gm[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-                volume = warped[:, 0].mul_(modulation).mul_(bias)
-                out[modality] = _scanner(volume, anat.support, scans, "vbm", relative_noise=True)
-            channel += 4 if modality == "quasiraw" else 5
+                out[modality] = _scanner(warped[:, 0].mul_(gain), anat.support, scans, "vbm", relative_noise=True)
         return out
     finally:
         torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
@@ -465,7 +488,7 @@ def _quasiraw(anat: DeviceAnatomy, scans: Sequence[Scan], gm: torch.Tensor, grid
     warped = F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     texture = _normal(anat.shape, [TEXTURE_STD] * n, [s.seeds["texture"] for s in scans], dev)
     for b in range(n):
-        blur(texture[b], anat.texture, out=texture[b])
+        anat.texture(texture[b], out=texture[b])
     volume = warped[:, 0]
     volume *= texture.add_(1.0)
     volume *= bias
