@@ -18,8 +18,16 @@ from medssl.data.synthetic import simulate
 from medssl.data.synthetic.anatomy import load_anatomy
 from medssl.data.synthetic.design import PRESETS
 from medssl.data.synthetic.simulate import (
-    AGE_PATTERNS, DIAGNOSIS_EFFECTS, Scan, blur_operator, coarse_grid, device_anatomy, draw_scan, draw_site,
-    simulate_batch, upsample,
+    AGE_PATTERNS,
+    DIAGNOSIS_EFFECTS,
+    Scan,
+    blur_operator,
+    coarse_grid,
+    device_anatomy,
+    draw_scan,
+    draw_site,
+    simulate_batch,
+    upsample,
 )  # fmt: skip
 
 SHAPE = (14, 17, 13)

@@ -18,9 +18,9 @@ import collections
 import itertools
 import json
 import os
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,15 @@ from threadpoolctl import threadpool_limits
 from medssl.data.kit import MASK_FILES
 from medssl.data.synthetic.anatomy import Anatomy, load_anatomy
 from medssl.data.synthetic.design import COHORTS, design_cohort, get_preset
-from medssl.data.synthetic.simulate import MODALITIES, Scan, coarse_grid, device_anatomy, draw_scan, draw_site, simulate_batch
+from medssl.data.synthetic.simulate import (
+    MODALITIES,
+    Scan,
+    coarse_grid,
+    device_anatomy,
+    draw_scan,
+    draw_site,
+    simulate_batch,
+)
 from medssl.errors import ConfigError
 
 GENERATOR_VERSION = 3

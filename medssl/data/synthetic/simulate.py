@@ -19,7 +19,7 @@ the scalar parameters (``draw_scan``) and the smooth fields on a coarse grid (``
 ``sigma / 2`` of ``u_rand``): the random warp (its noise drawn with a halo, blurred "valid", scaled by the
 blurred noise's expected std), the site distortion, the Jacobian modulation and the bias fields. On the
 device, batched (``simulate_batch``), in float32 at full resolution: the coarse fields interpolated
-(trilinear, separable matrices), the tissue maps, the warps (``grid_sample``, trilinear, zeros outside),
+(trilinear, one axis at a time), the tissue maps, the warps (``grid_sample``, trilinear, zeros outside),
 texture, blur (separable Gaussian matrices, scipy's ``reflect`` boundary) and noise. The voxel noise
 (texture, scanner noise) comes from a torch generator per subject and field on the device: CUDA and CPU
 draw different values from the same distribution, so their volumes differ only by that noise.
@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medssl.data.synthetic.anatomy import Anatomy, load_anatomy
+from medssl.data.synthetic.anatomy import load_anatomy
 from medssl.data.synthetic.design import Preset, ScannerPrior
 
 MODALITIES = ("vbm", "quasiraw")
@@ -50,7 +50,7 @@ DIAGNOSIS_EFFECTS: dict[str, dict[str, float]] = {
 }
 DIAGNOSIS_REGIONS = sorted({r for fx in DIAGNOSIS_EFFECTS.values() for r in fx if r != "ventricles"})
 # VBM: fraction of the random warp left by registration, and of it that the Jacobian modulation keeps
-# as individual regional volume (det(I + grad(0.3 u)) has ~7.5 % std in GM); the ventricular expansion is
+# as individual regional volume (det(I + grad(0.3 u)) has ~9 % std in GM); the ventricular expansion is
 # not registered out (periventricular GM is displaced).
 VBM_RESIDUAL, VBM_VOLUME = 0.2, 0.3
 # Three age processes, each a regional GM log-loss pattern ``base + sum_r w_r b_r(x)`` (``anatomy.REGIONS``)
