@@ -189,3 +189,17 @@ def test_cuda_cohort_is_deterministic_and_like_the_cpu_one(tmp_path: Path) -> No
     for f in files:
         x, y = np.load(a / f).ravel(), np.load(c / f).ravel()
         assert np.corrcoef(x, y)[0, 1] > 0.95 and abs(x.mean() - y.mean()) < 0.02 * y.mean()
+
+
+@pytest.mark.gpu
+@cuda
+def test_simulate_batch_never_waits_for_the_device() -> None:
+    """The hot path queues work only: any synchronising call inside it raises (sync debug mode)."""
+    anat, scans = device_anatomy(SHAPE, "cuda"), _scans(4)
+    want = simulate_batch(anat, scans)  # warm-up: the cached shift matrices are made once
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        got = simulate_batch(anat, scans)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(torch.equal(got[m], want[m]) for m in want)

@@ -325,14 +325,28 @@ def _shifts(n: int, radius: int, device: str) -> torch.Tensor:
     return torch.as_tensor(reflect_shifts(n, radius), dtype=torch.float32, device=device)
 
 
-def blur_operator(sigma: float, shape: tuple[int, int, int], device: str) -> Blur:
-    """The blur of ``sigma`` voxels on ``shape``; each matrix is ``sum_t taps_t P_t`` (``reflect_shifts``),
-    every entry a sum of at most two float32 taps, so the same on any device."""
-    taps = torch.as_tensor(gaussian_taps(sigma), dtype=torch.float32, device=device)
-    radius = (len(taps) - 1) // 2
-    block = BLUR_BLOCK[torch.device(device).type]
-    matrices = tuple(torch.tensordot(taps, _shifts(n, radius, device), dims=1) for n in shape)
+def padded_taps(sigma: float, radius: int) -> np.ndarray:
+    """``gaussian_taps(sigma)`` centred in ``2 radius + 1`` entries (zeros outside its own radius)."""
+    taps = gaussian_taps(sigma)
+    pad = radius - (len(taps) - 1) // 2
+    return np.pad(taps, (pad, pad))
+
+
+def blur_from_taps(taps: torch.Tensor, radius: int, shape: tuple[int, ...]) -> Blur:
+    """The blur whose per-axis matrices are ``sum_t taps_t P_t`` (``reflect_shifts``; ``taps`` a device
+    tensor of ``2 R + 1`` entries, zero beyond ``radius``): each entry is a sum of at most two float32
+    taps, so exact and the same on any device. No host sync."""
+    device = str(taps.device)
+    wide = (len(taps) - 1) // 2
+    matrices = tuple(torch.tensordot(taps, _shifts(n, wide, device), dims=1) for n in shape)
+    block = BLUR_BLOCK[taps.device.type]
     return Blur(matrices, tuple(band_blocks(n, radius, block) for n in shape))  # type: ignore[arg-type]
+
+
+def blur_operator(sigma: float, shape: tuple[int, ...], device: str) -> Blur:
+    """The blur of ``sigma`` voxels on ``shape``, on ``device`` (setup and tests: copies its taps)."""
+    taps = gaussian_taps(sigma)
+    return blur_from_taps(torch.as_tensor(taps, dtype=torch.float32, device=device), (len(taps) - 1) // 2, shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -399,42 +413,82 @@ def _normal(shape: tuple[int, ...], std: Sequence[float], seeds: Sequence[int], 
     return out
 
 
-def _per_subject(values: Sequence[float], device: torch.device) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1, 1)
+def upload(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """Host arrays as float32 tensors on ``device``: on CUDA through one pinned, non-blocking copy (no
+    host sync), on a CPU as views of one buffer."""
+    flat = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np.float32).ravel() for a in arrays.values()]))
+    if device.type == "cuda":
+        flat = flat.pin_memory().to(device, non_blocking=True)
+    out, start = {}, 0
+    for name, array in arrays.items():
+        size = int(np.prod(np.shape(array)))
+        out[name] = flat[start : start + size].view(np.shape(array))
+        start += size
+    return out
+
+
+def _tissue_params(ages: Sequence[float], diagnoses: Sequence[str], severities: Sequence[float]) -> dict[str, np.ndarray]:
+    """``curves`` (B, 3): minus the age curves; ``effects`` (B, R): severity x diagnosis effect per region."""
+    effects = [[s * DIAGNOSIS_EFFECTS.get(d, {}).get(r, 0.0) for r in DIAGNOSIS_REGIONS] for d, s in zip(diagnoses, severities)]
+    return {"curves": -age_curves(np.asarray(ages)), "effects": np.array(effects).reshape(len(ages), -1)}
+
+
+def _grey_matter(anat: DeviceAnatomy, curves: torch.Tensor, effects: torch.Tensor, regions: Sequence[int]) -> torch.Tensor:
+    gm = torch.empty((len(curves), *anat.shape), device=anat.device)
+    for b in range(len(curves)):
+        torch.exp(torch.mv(anat.patterns.T, curves[b]), out=gm[b].view(-1))
+    gm *= anat.gm
+    for r in regions:  # regions whose effect is 0 for every subject: a factor of exactly 1, skipped
+        gm *= 1.0 + effects[:, r, None, None, None] * anat.regions[DIAGNOSIS_REGIONS[r]]
+    return gm
 
 
 def grey_matter(anat: DeviceAnatomy, ages: Sequence[float], diagnoses: Sequence[str],
                 severities: Sequence[float]) -> torch.Tensor:  # fmt: skip
     """``(B, D, H, W)`` template-space GM after age and diagnosis:
     ``GM(x) exp(-sum_p f_p(age) s_p(x)) prod_r (1 + severity e_r b_r(x))``."""
-    curves = torch.as_tensor(-age_curves(ages), dtype=torch.float32, device=anat.device)
-    gm = torch.empty((len(ages), *anat.shape), device=anat.device)
-    for b in range(len(ages)):
-        torch.exp(torch.mv(anat.patterns.T, curves[b]), out=gm[b].view(-1))
-    gm *= anat.gm
-    effects = np.array([[s * DIAGNOSIS_EFFECTS.get(d, {}).get(r, 0.0) for r in DIAGNOSIS_REGIONS]
-                        for d, s in zip(diagnoses, severities)]).reshape(len(ages), -1)  # fmt: skip
-    for r, region in enumerate(DIAGNOSIS_REGIONS):
-        if effects[:, r].any():  # a factor of exactly 1 changes nothing: skipping keeps batch invariance
-            gm *= 1.0 + _per_subject(effects[:, r], anat.device) * anat.regions[region]
-    return gm
+    params = _tissue_params(ages, diagnoses, severities)
+    regions = np.flatnonzero(params["effects"].any(0))
+    return _grey_matter(anat, **upload(params, anat.device), regions=regions)
+
+
+def _batch_params(scans: Sequence[Scan], modalities: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Everything the device needs from the host, as arrays, and each modality's blur radius (max over
+    the batch); subject ``b``'s values are row ``b`` (no value depends on another subject)."""
+    ages = np.array([s.age for s in scans])
+    params = _tissue_params(ages, [s.diagnosis for s in scans], [s.severity for s in scans])
+    params["fields"] = np.stack([np.concatenate([s.fields[m] for m in modalities], axis=-1) for s in scans])
+    params["ventricles"] = -np.array([s.ventricles for s in scans])
+    radius = {}
+    for m in modalities:
+        fx = [s.scanners[m] for s in scans]
+        radius[m] = max(int(TRUNCATE * f.blur + 0.5) for f in fx)
+        params[f"{m}_taps"] = np.stack([padded_taps(max(f.blur, MIN_BLUR), radius[m]) for f in fx])
+        params[f"{m}_scale"] = np.array([f.scale for f in fx])
+        params[f"{m}_offset"] = np.array([f.offset for f in fx])
+    wm_scale = wm_factor(ages)
+    params["wm_lost"] = 1.0 - wm_scale
+    params["c_gm"] = 0.45 + 0.001 * (ages - 40.0) + np.array([s.scanners["quasiraw"].gm_contrast for s in scans])
+    params["c_wm"] = (0.8 - 0.0015 * np.maximum(ages - 40.0, 0.0)) * wm_scale
+    return params, radius
 
 
 def _scanner(volume: torch.Tensor, mask: torch.Tensor, scans: Sequence[Scan], modality: str,
-             relative_noise: bool) -> torch.Tensor:  # fmt: skip
+             params: dict[str, torch.Tensor], radius: int, relative_noise: bool) -> torch.Tensor:  # fmt: skip
     """In place: ``clip(mask (scale (blur(volume) + noise) + offset), 0)``; with ``relative_noise`` the noise
     is multiplied by the blurred signal (VBM maps: no noise where there is no GM). ``volume`` already
     holds the bias field."""
-    fx = [s.scanners[modality] for s in scans]
-    for b, f in enumerate(fx):
-        if f.blur > MIN_BLUR:
-            blur_operator(f.blur, volume.shape[1:], str(volume.device))(volume[b], out=volume[b])
-    noise = _normal(volume.shape[1:], [f.noise for f in fx], [s.seeds[modality] for s in scans], volume.device)
+    for b, scan in enumerate(scans):
+        if scan.scanners[modality].blur > MIN_BLUR:
+            own = int(TRUNCATE * scan.scanners[modality].blur + 0.5)
+            blur_from_taps(params[f"{modality}_taps"][b], own, volume.shape[1:])(volume[b], out=volume[b])
+    noise = _normal(volume.shape[1:], [s.scanners[modality].noise for s in scans],
+                    [s.seeds[modality] for s in scans], volume.device)  # fmt: skip
     if relative_noise:
         noise *= volume
     volume += noise
-    volume *= _per_subject([f.scale for f in fx], volume.device)
-    volume += _per_subject([f.offset for f in fx], volume.device)
+    volume *= params[f"{modality}_scale"].view(-1, 1, 1, 1)
+    volume += params[f"{modality}_offset"].view(-1, 1, 1, 1)
     volume *= mask
     return volume.clamp_(min=0.0)
 
@@ -442,54 +496,54 @@ def _scanner(volume: torch.Tensor, mask: torch.Tensor, scans: Sequence[Scan], mo
 @torch.no_grad()
 def simulate_batch(anat: DeviceAnatomy, scans: Sequence[Scan], modalities: Sequence[str] = MODALITIES
                    ) -> dict[str, torch.Tensor]:  # fmt: skip
-    """The subjects' volumes ``{modality: (B, D, H, W)}`` float32 on ``anat.device`` (no host sync).
+    """The subjects' volumes ``{modality: (B, D, H, W)}`` float32 on ``anat.device``, queued without a
+    host sync (the host values travel in one non-blocking copy, ``upload``).
 
     Subject ``b`` depends on ``scans[b]`` only (batch invariant, see the module docstring).
     """
-    dev = anat.device
+    host, radius = _batch_params(scans, modalities)
+    params = upload(host, anat.device)
     matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False  # full fp32 products whatever the caller set
     try:
-        coarse = np.stack([np.concatenate([s.fields[m] for m in modalities], axis=-1) for s in scans])
-        fields = upsample(torch.as_tensor(coarse, device=dev), anat)  # (B, D, H, W, 4 per modality)
-        vent = _per_subject([-s.ventricles for s in scans], dev)[..., None] * anat.ventricles  # (B, D, H, W, 3)
-        gm = grey_matter(anat, [s.age for s in scans], [s.diagnosis for s in scans], [s.severity for s in scans])
+        fields = upsample(params["fields"], anat)  # (B, D, H, W, 4 per modality)
+        vent = params["ventricles"].view(-1, 1, 1, 1, 1) * anat.ventricles  # (B, D, H, W, 3)
+        gm = _grey_matter(anat, params["curves"], params["effects"], np.flatnonzero(host["effects"].any(0)))
         out = {}
         for k, modality in enumerate(modalities):
             grid, gain = fields[..., 4 * k : 4 * k + 3] + vent, fields[..., 4 * k + 3]
             if modality == "quasiraw":
-                out[modality] = _quasiraw(anat, scans, gm, grid, gain)
+                out[modality] = _quasiraw(anat, scans, params, gm, grid, gain, radius[modality])
             else:
                 warped = F.grid_sample(gm[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-                out[modality] = _scanner(warped[:, 0].mul_(gain), anat.support, scans, "vbm", relative_noise=True)
+                volume = warped[:, 0].mul_(gain)
+                out[modality] = _scanner(volume, anat.support, scans, "vbm", params, radius[modality], relative_noise=True)
         return out
     finally:
         torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
 
 
-def _quasiraw(anat: DeviceAnatomy, scans: Sequence[Scan], gm: torch.Tensor, grid: torch.Tensor,
-              bias: torch.Tensor) -> torch.Tensor:  # fmt: skip
+def _quasiraw(anat: DeviceAnatomy, scans: Sequence[Scan], params: dict[str, torch.Tensor], gm: torch.Tensor,
+              grid: torch.Tensor, bias: torch.Tensor, radius: int) -> torch.Tensor:  # fmt: skip
     """T1-like ``(0.15 CSF + c_gm GM + c_wm WM)(phi(x)) texture(x)``, bias, scanner, warped brain mask."""
-    dev, n = anat.device, len(scans)
-    ages = np.array([s.age for s in scans])
-    wm_scale = wm_factor(ages)
-    c_gm = 0.45 + 0.001 * (ages - 40.0) + np.array([s.scanners["quasiraw"].gm_contrast for s in scans])
-    c_wm = 0.8 - 0.0015 * np.maximum(ages - 40.0, 0.0)
+    def per_subject(name: str) -> torch.Tensor:
+        return params[name].view(-1, 1, 1, 1)
+
     csf = (anat.gm - gm).clamp_(min=0.0)  # GM lost to age becomes CSF, as does lost WM: (1 - f) WM
     csf += anat.csf
-    csf += _per_subject(1.0 - wm_scale, dev) * anat.wm
+    csf += per_subject("wm_lost") * anat.wm
     csf.clamp_(max=1.0)
-    maps = torch.empty((n, 2, *anat.shape), device=dev)
+    maps = torch.empty((len(scans), 2, *anat.shape), device=anat.device)
     t1 = maps[:, 0]
     torch.mul(csf, 0.15, out=t1)
-    t1 += _per_subject(c_gm, dev) * gm
-    t1 += _per_subject(c_wm * wm_scale, dev) * anat.wm
+    t1 += per_subject("c_gm") * gm
+    t1 += per_subject("c_wm") * anat.wm
     maps[:, 1] = anat.brain
     warped = F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    texture = _normal(anat.shape, [TEXTURE_STD] * n, [s.seeds["texture"] for s in scans], dev)
-    for b in range(n):
+    texture = _normal(anat.shape, [TEXTURE_STD] * len(scans), [s.seeds["texture"] for s in scans], anat.device)
+    for b in range(len(scans)):
         anat.texture(texture[b], out=texture[b])
     volume = warped[:, 0]
     volume *= texture.add_(1.0)
     volume *= bias
-    return _scanner(volume, warped[:, 1] > 0.5, scans, "quasiraw", relative_noise=False)
+    return _scanner(volume, warped[:, 1] > 0.5, scans, "quasiraw", params, radius, relative_noise=False)
