@@ -53,7 +53,8 @@ def run_command(src: Path, out: Path, args: argparse.Namespace) -> dict[str, Any
     if src == REPO:  # options the older generator does not have
         cmd += ["--device", args.device, "--preset", args.preset, "--modalities", *args.modalities]
         cmd += ["--batch-size", str(args.batch_size)] if args.batch_size else []
-    env = {**os.environ, "PYTHONPATH": str(src), "MEDSSL_PROGRESS": "0"}
+    path = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH", "")) if p)  # src first
+    env = {**os.environ, "PYTHONPATH": path, "MEDSSL_PROGRESS": "0"}
     before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     # cwd outside the repository: ``python -m`` puts the working directory before PYTHONPATH
     done = subprocess.run(cmd, env=env, cwd=out.parent, capture_output=True, text=True, timeout=args.timeout,
@@ -73,12 +74,12 @@ def run_command(src: Path, out: Path, args: argparse.Namespace) -> dict[str, Any
 def simulate_only(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Host draws and device simulation of ``--sim-subjects`` subjects, no writes (after a warm-up)."""
     from medssl.data.synthetic.design import design_cohort
-    from medssl.data.synthetic.generate import BATCH_VOXELS, _scans
+    from medssl.data.synthetic.generate import _scans, default_batch_size
     from medssl.data.synthetic.simulate import MODALITIES, device_anatomy, simulate_batch
 
     shape = tuple(args.shape)
     n = args.sim_subjects
-    batch = args.batch_size or max(1, min(256, BATCH_VOXELS[device.type] // int(np.prod(shape))))
+    batch = args.batch_size or default_batch_size(shape, device)
     start = time.perf_counter()
     anat = device_anatomy(shape, str(device))
     setup_s = time.perf_counter() - start

@@ -67,6 +67,13 @@ def resolve_synth_device(device: str) -> torch.device:
     return dev
 
 
+def default_batch_size(shape: Sequence[int], device: torch.device) -> int:
+    """``BATCH_VOXELS`` worth of subjects (at most 256); on a CPU at least one per torch thread, since
+    ``grid_sample`` runs its threads over the batch."""
+    fit = BATCH_VOXELS[device.type] // int(np.prod(shape))
+    return max(1, min(256, max(fit, torch.get_num_threads()) if device.type == "cpu" else fit))
+
+
 def _write_masks(anat: Anatomy, folder: Path) -> None:
     """Kit-named mask files from the template: GM TPM (vbm) and skull-stripped T1 (quasiraw)."""
     import nibabel as nib
@@ -239,8 +246,7 @@ def make_synthetic_cohort(
     if layout == "kit" and len(modalities) < len(MODALITIES):
         raise ConfigError("the kit layout holds both vbm and quasiraw; keep both modalities or use layout hf")
     dev = resolve_synth_device(device)
-    voxels = int(np.prod(shape))
-    batch_size = batch_size or max(1, min(256, BATCH_VOXELS[dev.type] // voxels))
+    batch_size = batch_size or default_batch_size(shape, dev)
     out = Path(out)
     if not overwrite:
         ensure_writable(out, overwrite=False)
