@@ -83,8 +83,8 @@ def simulate_only(args: argparse.Namespace, device: torch.device) -> dict[str, A
     start = time.perf_counter()
     anat = device_anatomy(shape, str(device))
     setup_s = time.perf_counter() - start
-    table = design_cohort("healthy", n + batch, args.n_sites, args.n_external_sites, np.random.default_rng(0),
-                          args.preset)  # fmt: skip
+    size = max(n + batch, 4 * args.n_sites + 2 * args.n_external_sites)  # design_cohort's minimum
+    table = design_cohort("healthy", size, args.n_sites, args.n_external_sites, np.random.default_rng(0), args.preset)
     scans = _scans(table, shape, 0, args.preset)
     modalities = [m for m in MODALITIES if m in args.modalities]
 

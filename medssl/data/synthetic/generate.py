@@ -44,7 +44,7 @@ from medssl.errors import ConfigError
 GENERATOR_VERSION = 3
 LAYOUTS = ("hf", "nifti", "kit")
 HF_NAMES = {"vbm": "preproc-cat12vbm_desc-gm_T1w", "quasiraw": "preproc-quasiraw_T1w"}
-BATCH_VOXELS = {"cpu": 2**22, "cuda": 2**26}  # default batch: this many voxels (<= 256 subjects)
+BATCH_VOXELS = {"cpu": 2**21, "cuda": 2**26}  # default batch: this many voxels (CPU: per worker thread)
 RING = 3  # CUDA: batches in flight between the device and the writers (pinned host buffers)
 
 
@@ -68,10 +68,8 @@ def resolve_synth_device(device: str) -> torch.device:
 
 
 def default_batch_size(shape: Sequence[int], device: torch.device) -> int:
-    """``BATCH_VOXELS`` worth of subjects (at most 256); on a CPU at least one per torch thread, since
-    ``grid_sample`` runs its threads over the batch."""
-    fit = BATCH_VOXELS[device.type] // int(np.prod(shape))
-    return max(1, min(256, max(fit, torch.get_num_threads()) if device.type == "cpu" else fit))
+    """``BATCH_VOXELS[device]`` worth of subjects, from 1 to 64."""
+    return max(1, min(64, BATCH_VOXELS[device.type] // int(np.prod(shape))))
 
 
 def _write_masks(anat: Anatomy, folder: Path) -> None:
@@ -115,6 +113,12 @@ class _PinnedRing:
         self.events[k].record()
         return host, k
 
+    def release(self, rows: range, host: dict[str, torch.Tensor], slot: int,
+                hand_over: Callable[[range, dict[str, torch.Tensor]], list[Future]]) -> None:  # fmt: skip
+        """Wait for a staged batch's copy, give it to the writers and remember them for the slot."""
+        self.events[slot].synchronize()
+        self.writers[slot] = hand_over(rows, host)
+
 
 def _simulate_into(table: pd.DataFrame, shape: tuple[int, int, int], seed: int, preset: str, device: torch.device,
                    modalities: Sequence[str], batch_size: int, pool: ThreadPoolExecutor,
@@ -122,40 +126,53 @@ def _simulate_into(table: pd.DataFrame, shape: tuple[int, int, int], seed: int, 
     """Simulate every subject in batches and hand each one's host volumes ``{modality: (D, H, W)}`` to
     ``write(row, volumes)`` on ``pool``; returns the writers' results in table order.
 
-    A batch goes to the writers only after the next one has been queued: on CUDA its copy into a pinned
-    buffer (``_PinnedRing``) runs while the host draws the next batch, so draws, device work and writes
-    overlap; on a CPU at most two batches wait for their writers. numpy's BLAS runs on one thread
-    meanwhile: the host draws are many small products, which threads only slow down.
+    CUDA: the main thread draws and queues batch after batch; batch k goes to the writers once batch
+    k+1 is queued, through a pinned buffer (``_PinnedRing``) that it was copied into without blocking,
+    so host draws, device work and writes overlap. CPU: one batch per job on a pool of as many workers
+    as torch has threads, each running torch on one thread (many short kernels scale badly with threads,
+    worst on a shared machine; whole subjects in parallel do not; and one thread makes the files
+    independent of the thread count). numpy's BLAS runs on one thread meanwhile: the host draws are
+    many small products, which threads only slow down.
     """
     anat = device_anatomy(shape, str(device))
-    ring = _PinnedRing(batch_size, shape, modalities) if device.type == "cuda" else None
+    scans = _scans(table, shape, seed, preset)
+    batches = ((range(start, min(start + batch_size, len(table))), list(itertools.islice(scans, batch_size)))
+               for start in range(0, len(table), batch_size))  # fmt: skip
     results: list[Future] = []
-    pending: collections.deque = collections.deque()
 
-    def hand_over(rows: range, volumes: dict[str, torch.Tensor], slot: int | None) -> None:
-        if ring is not None and slot is not None:
-            ring.events[slot].synchronize()
+    def hand_over(rows: range, volumes: dict[str, torch.Tensor]) -> list[Future]:
         futures = [pool.submit(write, row, {m: v[i].numpy() for m, v in volumes.items()}) for i, row in enumerate(rows)]
         results.extend(futures)
-        if ring is not None and slot is not None:
-            ring.writers[slot] = futures
-        else:  # CPU: hold at most two batches of unwritten volumes
-            for future in results[-3 * batch_size : -2 * batch_size]:
-                future.result()
+        return futures
 
     with threadpool_limits(limits=1, user_api="blas"):
-        scans = _scans(table, shape, seed, preset)
-        for start in range(0, len(table), batch_size):
-            batch = list(itertools.islice(scans, batch_size))
-            volumes = simulate_batch(anat, batch, modalities)
-            slot = None
-            if ring is not None:
-                volumes, slot = ring.stage(volumes)
-            pending.append((range(start, start + len(batch)), volumes, slot))
-            if len(pending) > 1:
-                hand_over(*pending.popleft())
-        while pending:
-            hand_over(*pending.popleft())
+        if device.type == "cuda":
+            ring, pending = _PinnedRing(batch_size, shape, modalities), []
+            for rows, batch in batches:
+                pending.append((rows, *ring.stage(simulate_batch(anat, batch, modalities))))
+                if len(pending) > 1:  # the previous batch, copied while this one was queued
+                    ring.release(*pending.pop(0), hand_over)
+            for staged in pending:
+                ring.release(*staged, hand_over)
+        else:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as compute:
+                    jobs: collections.deque = collections.deque()
+                    written = 0
+                    for rows, batch in batches:
+                        jobs.append((rows, compute.submit(simulate_batch, anat, batch, modalities)))
+                        while len(jobs) > threads:  # the oldest job's volumes go to the writers
+                            rows_done, job = jobs.popleft()
+                            hand_over(rows_done, job.result())
+                        while written < len(results) - 2 * threads * batch_size:  # bound the unwritten volumes
+                            results[written].result()
+                            written += 1
+                    for rows_done, job in jobs:
+                        hand_over(rows_done, job.result())
+            finally:
+                torch.set_num_threads(threads)
     return [future.result() for future in results]
 
 

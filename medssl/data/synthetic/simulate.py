@@ -503,8 +503,10 @@ def simulate_batch(anat: DeviceAnatomy, scans: Sequence[Scan], modalities: Seque
     """
     host, radius = _batch_params(scans, modalities)
     params = upload(host, anat.device)
+    cuda = anat.device.type == "cuda"
     matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False  # full fp32 products whatever the caller set
+    if cuda:  # full fp32 products whatever the caller set (CPU batches may run in parallel threads)
+        torch.backends.cuda.matmul.allow_tf32 = False
     try:
         fields = upsample(params["fields"], anat)  # (B, D, H, W, 4 per modality)
         vent = params["ventricles"].view(-1, 1, 1, 1, 1) * anat.ventricles  # (B, D, H, W, 3)
@@ -520,7 +522,8 @@ def simulate_batch(anat: DeviceAnatomy, scans: Sequence[Scan], modalities: Seque
                 out[modality] = _scanner(volume, anat.support, scans, "vbm", params, radius[modality], relative_noise=True)
         return out
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
 
 
 def _quasiraw(anat: DeviceAnatomy, scans: Sequence[Scan], params: dict[str, torch.Tensor], gm: torch.Tensor,
