@@ -7,10 +7,12 @@
 - ``baseline`` (with ``--compare-with SRC``): the same command with ``PYTHONPATH=SRC``, e.g. an export of
   an older commit (``git archive c6efcde medssl | tar -x -C /tmp/medssl-c6efcde``), measured the same way.
 - ``simulate``: in this process, after a warm-up batch, ``--sim-subjects`` subjects through the host
-  draws (``draw_scan``) and ``simulate_batch`` with no writes, synchronised: subjects/s of each part and
-  the device's peak memory.
+  draws (``draw_scan``) and ``simulate_batch`` with no writes, synchronised (CPU: one torch thread, as
+  each of the generator's CPU workers): seconds per subject of each part and the device's peak memory.
+- with two ``--n-subjects``, ``marginal``: seconds per extra subject between the two sizes, i.e. without
+  the start-up (interpreter, imports, template anatomy); ``speedup`` compares it with the baseline.
 
-    python benchmarks/bench_synth.py --device cpu --n-subjects 24 --shape 121 145 121 \\
+    python benchmarks/bench_synth.py --device cpu --n-subjects 24 48 --shape 121 145 121 --repeat 2 \\
         --compare-with /tmp/medssl-c6efcde --out benchmarks/results/synth_cpu.json
     python benchmarks/bench_synth.py --device cuda --n-subjects 2000 --shape 121 145 121 \\
         --out benchmarks/results/synth_cuda.json
@@ -45,9 +47,9 @@ def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def run_command(src: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_command(src: Path, out: Path, args: argparse.Namespace, n_subjects: int) -> dict[str, Any]:
     """``medssl synth`` from the package under ``src`` in a subprocess: wall and CPU seconds, bytes."""
-    cmd = [sys.executable, "-m", "medssl.cli", "synth", str(out), "--n-subjects", str(args.n_subjects),
+    cmd = [sys.executable, "-m", "medssl.cli", "synth", str(out), "--n-subjects", str(n_subjects),
            "--n-sites", str(args.n_sites), "--n-external-sites", str(args.n_external_sites),
            "--shape", *map(str, args.shape), "--seed", "0"]  # fmt: skip
     if src == REPO:  # options the older generator does not have
@@ -66,9 +68,9 @@ def run_command(src: Path, out: Path, args: argparse.Namespace) -> dict[str, Any
     written = _du(out)
     shutil.rmtree(out)
     return {"argv": cmd[2:], "pythonpath": str(src), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-            "s_per_subject": round(wall / args.n_subjects, 4), "cpu_s_per_subject": round(cpu / args.n_subjects, 4),
-            "subjects_per_s": round(args.n_subjects / wall, 2), "bytes_written": written,
-            "mb_per_subject": round(written / args.n_subjects / 1e6, 2)}  # fmt: skip
+            "s_per_subject": round(wall / n_subjects, 4), "cpu_s_per_subject": round(cpu / n_subjects, 4),
+            "subjects_per_s": round(n_subjects / wall, 2), "bytes_written": written,
+            "mb_per_subject": round(written / n_subjects / 1e6, 2)}  # fmt: skip
 
 
 def simulate_only(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
@@ -92,6 +94,9 @@ def simulate_only(args: argparse.Namespace, device: torch.device) -> dict[str, A
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
+    threads = torch.get_num_threads()
+    if device.type == "cpu":  # as each of make_synthetic_cohort's CPU workers runs
+        torch.set_num_threads(1)
     simulate_batch(anat, [next(scans) for _ in range(batch)], modalities)  # warm-up
     sync()
     if device.type == "cuda":
@@ -104,6 +109,7 @@ def simulate_only(args: argparse.Namespace, device: torch.device) -> dict[str, A
         simulate_batch(anat, drawn, modalities)
         sync()
         draw_s, sim_s = draw_s + t1 - t0, sim_s + time.perf_counter() - t1
+    torch.set_num_threads(threads)
     out = {"subjects": n, "batch_size": batch, "modalities": modalities, "anatomy_setup_s": round(setup_s, 2),
            "host_draw_s_per_subject": round(draw_s / n, 5), "device_s_per_subject": round(sim_s / n, 5),
            "subjects_per_s_device": round(n / sim_s, 2), "subjects_per_s_draws_and_device": round(n / (draw_s + sim_s), 2)}  # fmt: skip
@@ -112,10 +118,25 @@ def simulate_only(args: argparse.Namespace, device: torch.device) -> dict[str, A
     return out
 
 
+def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest of repeated runs, with every run's wall and CPU seconds."""
+    best = min(rows, key=lambda r: r["wall_s"])
+    return {**best, "wall_s_all": [r["wall_s"] for r in rows], "cpu_s_all": [r["cpu_s"] for r in rows]}
+
+
+def marginal(small: dict[str, Any], large: dict[str, Any]) -> dict[str, float]:
+    """Seconds per extra subject between two cohort sizes: the per-subject cost without start-up
+    (interpreter, imports, the template anatomy), wall and CPU (each size's fastest run)."""
+    extra = large["n_subjects"] - small["n_subjects"]
+    return {"wall_s_per_subject": round((large["wall_s"] - small["wall_s"]) / extra, 4),
+            "cpu_s_per_subject": round((min(large["cpu_s_all"]) - min(small["cpu_s_all"])) / extra, 4)}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--n-subjects", type=int, default=24)
+    parser.add_argument("--n-subjects", type=int, nargs="+", default=[24],
+                        help="cohort sizes; with two, the per-subject cost between them is reported too")  # fmt: skip
     parser.add_argument("--n-sites", type=int, default=4)
     parser.add_argument("--n-external-sites", type=int, default=2)
     parser.add_argument("--shape", type=int, nargs=3, default=[121, 145, 121])
@@ -132,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/synth_cpu.json"))
     args = parser.parse_args(argv)
     if args.smoke:
-        args.device, args.n_subjects, args.shape, args.sim_subjects = "cpu", 10, [10, 12, 10], 4
+        args.device, args.n_subjects, args.shape, args.sim_subjects = "cpu", [10, 14], [10, 12, 10], 4
         args.n_sites, args.n_external_sites = 2, 1
     from medssl.data.synthetic.generate import resolve_synth_device
 
@@ -142,22 +163,28 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/bench_synth.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "environment": environment(device),
     }
-    runs: dict[str, list[dict[str, Any]]] = {"command_run": [], "baseline": []}
     sources = {"command_run": REPO} if "command" not in args.skip else {}
     if args.compare_with is not None and "baseline" not in args.skip:
         sources["baseline"] = args.compare_with.resolve()
+    sizes = sorted(set(args.n_subjects))
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {(name, n): [] for name in sources for n in sizes}
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
         for _ in range(args.repeat):  # alternate, so that a change of machine load hits both alike
-            for name, src in sources.items():
-                runs[name].append(run_command(src, Path(tmp) / name, args))
-                print(json.dumps({name: runs[name][-1]}), flush=True)
-    for name, rows in runs.items():
-        if rows:
-            best = min(rows, key=lambda r: r["wall_s"])
-            results[name] = {**best, "wall_s_all": [r["wall_s"] for r in rows], "cpu_s_all": [r["cpu_s"] for r in rows]}
-    if runs["command_run"] and runs["baseline"]:  # fastest run of each
-        results["speedup_wall"] = round(results["baseline"]["wall_s"] / results["command_run"]["wall_s"], 2)
-        results["speedup_cpu"] = round(min(results["baseline"]["cpu_s_all"]) / min(results["command_run"]["cpu_s_all"]), 2)
+            for name, n in runs:
+                runs[name, n].append({"n_subjects": n, **run_command(sources[name], Path(tmp) / name, args, n)})
+                print(json.dumps({name: runs[name, n][-1]}), flush=True)
+    for name in sources:
+        results[name] = {str(n): _best(runs[name, n]) for n in sizes}
+        if len(sizes) > 1:
+            results[name]["marginal"] = marginal(results[name][str(sizes[0])], results[name][str(sizes[-1])])
+    if {"command_run", "baseline"} <= set(sources):
+        after, before = results["command_run"], results["baseline"]
+        speedup = {f"{n}_wall": round(before[str(n)]["wall_s"] / after[str(n)]["wall_s"], 2) for n in sizes}
+        if len(sizes) > 1:
+            for kind in ("wall", "cpu"):
+                key = f"{kind}_s_per_subject"
+                speedup[f"marginal_{kind}"] = round(before["marginal"][key] / after["marginal"][key], 2)
+        results["speedup"] = speedup
     if "simulate" not in args.skip:
         results["simulate"] = simulate_only(args, device)
     results["environment"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
