@@ -165,10 +165,16 @@ def test_batch_invariance_and_determinism() -> None:
     assert not torch.equal(whole["vbm"][0], whole["vbm"][1])
 
 
-def test_cohort_files_do_not_depend_on_the_batch_size(tmp_path: Path) -> None:
+def test_cohort_files_do_not_depend_on_the_batch_size_or_threads(tmp_path: Path) -> None:
     kw = dict(cohort="scz", n_subjects=12, n_sites=2, n_external_sites=1, shape=(10, 12, 10), seed=4, layout="hf")
+    threads = torch.get_num_threads()
     a = make_synthetic_cohort(tmp_path / "a", batch_size=1, **kw)
-    b = make_synthetic_cohort(tmp_path / "b", batch_size=5, **kw)
+    torch.set_num_threads(1)  # one CPU worker instead of one per thread
+    try:
+        b = make_synthetic_cohort(tmp_path / "b", batch_size=5, **kw)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads  # the generator gives the caller its threads back
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert len(files) == 2 * 12 + 4 and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files)
     volume = np.load(next(a.rglob("*cat12vbm*.npy")))

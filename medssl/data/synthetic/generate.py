@@ -8,8 +8,8 @@ ships float64), ``nifti`` (``images/*.nii.gz`` + ``manifest_vbm.csv`` / ``manife
 
 Subjects are simulated in batches on ``device`` (``simulate.simulate_batch``); on CUDA each batch is
 copied to pinned host memory while the next one is computed, and files are written by a thread pool.
-Everything is a function of ``seed``: the same arguments give identical files on the same device (and
-the same number of torch threads on a CPU); the batch size changes nothing.
+Everything is a function of ``seed``: the same arguments give identical files on the same device; the
+batch size and (on a CPU, where each worker runs torch on one thread) the thread count change nothing.
 """
 
 from __future__ import annotations
