@@ -147,13 +147,14 @@ def _simulate_into(table: pd.DataFrame, shape: tuple[int, int, int], seed: int, 
 
     with threadpool_limits(limits=1, user_api="blas"):
         if device.type == "cuda":
-            ring, pending = _PinnedRing(batch_size, shape, modalities), []
-            for rows, batch in batches:
-                pending.append((rows, *ring.stage(simulate_batch(anat, batch, modalities))))
-                if len(pending) > 1:  # the previous batch, copied while this one was queued
-                    ring.release(*pending.pop(0), hand_over)
-            for staged in pending:
-                ring.release(*staged, hand_over)
+            with torch.cuda.device(device):  # events and copies on the generator's device's stream
+                ring, pending = _PinnedRing(batch_size, shape, modalities), []
+                for rows, batch in batches:
+                    pending.append((rows, *ring.stage(simulate_batch(anat, batch, modalities))))
+                    if len(pending) > 1:  # the previous batch, copied while this one was queued
+                        ring.release(*pending.pop(0), hand_over)
+                for staged in pending:
+                    ring.release(*staged, hand_over)
         else:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
