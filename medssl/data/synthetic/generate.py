@@ -44,7 +44,7 @@ from medssl.errors import ConfigError
 GENERATOR_VERSION = 3
 LAYOUTS = ("hf", "nifti", "kit")
 HF_NAMES = {"vbm": "preproc-cat12vbm_desc-gm_T1w", "quasiraw": "preproc-quasiraw_T1w"}
-BATCH_VOXELS = {"cpu": 2**21, "cuda": 2**26}  # default batch: this many voxels (CPU: per worker thread)
+BATCH_VOXELS = {"cpu": 2**18, "cuda": 2**26}  # default batch: this many voxels (CPU: per worker thread)
 RING = 3  # CUDA: batches in flight between the device and the writers (pinned host buffers)
 
 
