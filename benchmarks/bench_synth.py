@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.device, args.n_subjects, args.shape, args.sim_subjects = "cpu", [10, 14], [10, 12, 10], 4
-        args.n_sites, args.n_external_sites = 2, 1
+        args.n_sites, args.n_external_sites, args.timeout = 2, 1, min(args.timeout, 300.0)
     from medssl.data.synthetic.generate import resolve_synth_device
 
     device = resolve_synth_device(args.device)
