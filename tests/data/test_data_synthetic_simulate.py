@@ -49,11 +49,14 @@ def _noise_free(scan: Scan) -> Scan:
 
 @pytest.mark.parametrize("sigma", [0.3, 0.7, 1.2, 2.6])
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, cuda])])
-def test_blur_is_scipys_reflect_gaussian_filter(sigma: float, device: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)  # full fp32, as simulate_batch runs it
+def test_blur_is_scipys_reflect_gaussian_filter(sigma: float, device: str) -> None:
     volume = np.random.default_rng(0).random((37, 20, 9)).astype(np.float32)  # 37 rows: several CPU blocks
     want = ndimage.gaussian_filter(volume.astype(np.float64), sigma, mode="reflect", truncate=4.0)
-    got = blur_operator(sigma, volume.shape, device)(torch.as_tensor(volume, device=device)).cpu().numpy()
+    tf32, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, False  # as simulate_batch
+    try:
+        got = blur_operator(sigma, volume.shape, device)(torch.as_tensor(volume, device=device)).cpu().numpy()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
 
 
