@@ -13,12 +13,19 @@ def register(sub: Any) -> None:
     p.add_argument("out", help="output folder (refused if it exists, unless --overwrite)")
     p.add_argument("--cohort", default="healthy", choices=["healthy", "scz", "bd", "asd"])
     p.add_argument("--n-subjects", type=int, default=96)
-    p.add_argument("--n-sites", type=int, default=6, help="training sites")
-    p.add_argument("--n-external-sites", type=int, default=2, help="extra sites only in external_test")
+    p.add_argument("--n-sites", type=int, default=None, help="training sites (default: the preset's, 6 or 12)")
+    p.add_argument("--n-external-sites", type=int, default=None,
+                   help="extra sites only in external_test (default: the preset's, 2 or 4)")  # fmt: skip
     p.add_argument("--shape", type=int, nargs=3, default=[32, 40, 32], metavar=("D", "H", "W"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", choices=["standard", "hard"], default="standard",
+                   help="hard: 12 + 4 sites, narrow site age bands, strong scanners (docs/data.md)")  # fmt: skip
     p.add_argument("--layout", choices=["hf", "kit", "nifti"], default=None,
                    help="default: hf for healthy, nifti (+ manifest) for clinical cohorts")  # fmt: skip
+    p.add_argument("--modalities", nargs="+", choices=["vbm", "quasiraw"], default=["vbm", "quasiraw"],
+                   help="images to write (kit needs both)")  # fmt: skip
+    p.add_argument("--device", default="cpu", help="where volumes are simulated: cpu, cuda or auto")
+    p.add_argument("--batch-size", type=int, default=None, help="subjects at once (output does not depend on it)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=run_synth)
 
@@ -61,7 +68,8 @@ def run_synth(args: argparse.Namespace) -> int:
     from medssl.data import make_synthetic_cohort
 
     out = make_synthetic_cohort(args.out, args.cohort, args.n_subjects, args.n_sites, args.n_external_sites,
-                                tuple(args.shape), args.seed, args.layout, args.overwrite)  # fmt: skip
+                                tuple(args.shape), args.seed, args.layout, args.overwrite, preset=args.preset,
+                                device=args.device, modalities=args.modalities, batch_size=args.batch_size)  # fmt: skip
     print(f"wrote a synthetic {args.cohort} cohort ({args.n_subjects} subjects) to {out}")
     return 0
 

@@ -25,16 +25,21 @@ def _hf_file(root: Path, pid: str, split: str, modality: str) -> Path:
 
 
 @pytest.mark.parametrize("modality", ["vbm", "quasiraw"])
-def test_hf_reads_float64_files_as_float32_volumes(hf_root: Path, modality: str) -> None:
-    cohort = open_cohort(hf_root, modality)
+def test_hf_reads_float64_and_float32_files_as_float32_volumes(hf_root: Path, modality: str, tmp_path: Path) -> None:
+    """OpenBHB ships float64 arrays, the synthetic generator writes float32: both read as float32."""
+    root = shutil.copytree(hf_root, tmp_path / "cohort")
+    cohort = open_cohort(root, modality)
     assert cohort.layout == "hf" and cohort.image_shape == SHAPE and len(cohort) == 40
-    raw = pd.read_csv(hf_root / "participants.tsv", sep="\t", dtype={"participant_id": str})
+    raw = pd.read_csv(root / "participants.tsv", sep="\t", dtype={"participant_id": str})
     assert list(cohort.table["participant_id"]) == list(raw["participant_id"])
     assert set(cohort.table["split"]) == set(SPLITS)
-    for i in (0, 17, 39):
+    for i, dtype in ((0, np.float64), (17, np.float32), (39, np.float64)):
         row = cohort.table.iloc[i]
-        stored = np.load(_hf_file(hf_root, row["participant_id"], row["split"], modality))
-        assert stored.dtype == np.float64 and stored.shape == (1, 1, *SHAPE)
+        path = _hf_file(root, row["participant_id"], row["split"], modality)
+        stored = np.load(path)
+        assert stored.dtype == np.float32 and stored.shape == (1, 1, *SHAPE)
+        stored = stored.astype(dtype)
+        np.save(path, stored)
         image = cohort.read(i)
         assert image.dtype == np.float32 and image.shape == (1, *SHAPE)
         np.testing.assert_array_equal(image, stored[0].astype(np.float32))

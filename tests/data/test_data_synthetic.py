@@ -16,8 +16,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from medssl.data import ensure_synthetic, make_synthetic_cohort, open_cohort
-from medssl.data.synthetic import generate, load_anatomy
-from medssl.data.synthetic.simulate import tissue_maps
+from medssl.data.synthetic import generate
+from medssl.data.synthetic.simulate import device_anatomy, grey_matter
 from medssl.errors import ConfigError, OutputExistsError
 
 SMALL = dict(n_subjects=14, n_sites=2, n_external_sites=1, shape=(10, 12, 10))
@@ -42,8 +42,8 @@ def test_site_is_decodable_from_raw_voxels(hf_root: Path, modality: str, minimum
 def test_age_lowers_grey_matter(hf_root: Path) -> None:
     x, t = _voxels(hf_root, "vbm")
     assert np.corrcoef(t["age"], x.sum(1))[0, 1] < -0.2  # through TIV, sex and site noise
-    anat = load_anatomy((16, 20, 16))
-    totals = [tissue_maps(anat, age, "control", 0.0)["gm"].sum() for age in (10, 25, 45, 65, 85)]
+    ages = (10, 25, 45, 65, 85)
+    totals = grey_matter(device_anatomy((16, 20, 16), "cpu"), ages, ["control"] * 5, [0.0] * 5).sum((1, 2, 3)).numpy()
     assert all(a > b for a, b in zip(totals, totals[1:]))
     losses = np.diff(totals)  # non-linear: faster loss late in life than in mid adulthood
     assert losses[-1] < losses[1] < 0
@@ -66,9 +66,9 @@ def test_clinical_cohort_has_cases_and_controls_at_every_site(tmp_path: Path) ->
     assert cohort.layout == "manifest" and set(cohort.table["diagnosis"]) == {"scz", "control"}
     per_site = cohort.table.groupby("site")["diagnosis"].nunique()
     assert (per_site == 2).all() and len(per_site) == 4
-    anat = load_anatomy((10, 12, 10))
-    frontal = anat.region("frontal")
-    case, control = (tissue_maps(anat, 40.0, d, 1.0)["gm"] for d in ("scz", "control"))
+    anat = device_anatomy((10, 12, 10), "cpu")
+    frontal = anat.regions["frontal"]
+    case, control = grey_matter(anat, [40.0, 40.0], ["scz", "control"], [1.0, 1.0])
     assert (case * frontal).sum() < 0.97 * (control * frontal).sum()
 
 
@@ -87,21 +87,21 @@ def test_output_is_atomic_and_never_overwritten_silently(tmp_path: Path, monkeyp
     with pytest.raises(OutputExistsError, match="already exists; pass --overwrite"):
         make_synthetic_cohort(out, seed=2, **SMALL)
     calls = {"n": 0}
-    real = generate.simulate_scan
+    real = generate.simulate_batch
 
     def failing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == 3:  # after two batches have been handed to the writers
             raise RuntimeError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(generate, "simulate_scan", failing)
+    monkeypatch.setattr(generate, "simulate_batch", failing)
     with pytest.raises(RuntimeError, match="disk full"):
-        make_synthetic_cohort(out, seed=2, overwrite=True, **SMALL)
+        make_synthetic_cohort(out, seed=2, overwrite=True, batch_size=2, **SMALL)
     assert json.loads((out / "synthetic.json").read_text())["seed"] == 1  # the old cohort is intact
     calls["n"] = 0
     with pytest.raises(RuntimeError, match="disk full"):
-        make_synthetic_cohort(tmp_path / "new", seed=2, **SMALL)
+        make_synthetic_cohort(tmp_path / "new", seed=2, batch_size=2, **SMALL)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # nothing half-written left behind
 
 

@@ -91,7 +91,8 @@ def study_cohort(cfg: StudyConfig, out: Path) -> Path:
     root = out / "data" / c.cohort
     if not (root / "synthetic.json").is_file():
         make_synthetic_cohort(root, c.cohort, c.n_subjects, c.n_sites, c.n_external_sites, tuple(c.shape),
-                              c.seed, layout="hf", overwrite=True)
+                              c.seed, layout="hf", overwrite=True, preset=c.preset, device=c.device,
+                              modalities=[c.modality])
     return root
 
 

@@ -27,8 +27,8 @@ class CohortSection:
     modality: typing.Literal["vbm", "quasiraw"] = "vbm"
     cohort: str = "healthy"
     n_subjects: int = 200
-    n_sites: int = 8
-    n_external_sites: int = 2
+    n_sites: int | None = None  # training sites (None: the preset's, 6 standard / 12 hard)
+    n_external_sites: int | None = None  # sites only in external_test (None: the preset's, 2 / 4)
     shape: list[int] = dataclasses.field(default_factory=lambda: [24, 28, 24])
     seed: int = 0
     preset: typing.Literal["standard", "hard"] = "standard"  # the synthetic generator's difficulty

@@ -73,7 +73,8 @@ def task_cohort(cfg: StudyConfig, task: str, out: Path, data: Path) -> Path:
     t, root = cfg.transfer, out / "data" / task
     if not (root / "synthetic.json").is_file():
         make_synthetic_cohort(root, task, t.n_subjects, t.n_sites, t.n_external_sites, shape,
-                              cfg.cohort.seed, layout="nifti", overwrite=True)
+                              cfg.cohort.seed, layout="nifti", overwrite=True, device=cfg.cohort.device,
+                              modalities=[cfg.cohort.modality])
     return root
 
 
