@@ -8,7 +8,7 @@ Two helpers, importable from any test (``tests/`` is on ``sys.path`` through ``t
   forever, past every gloo timeout), meet through a ``FileStore`` in ``tmp_path`` (no port is chosen,
   so none can be taken by another process between its choice and its use), talk over the loopback
   interface (``GLOO_SOCKET_IFNAME``, no hostname lookup), and run collectives under a timeout. Each
-  rank writes ``rank<r>.log``; a rank still running ``timeout - 15`` s after its start prints every
+  rank writes ``rank<r>.log``; a rank still running 15 s before the parent's deadline prints every
   thread's Python stack there (``faulthandler``) and exits. The parent fails the test as soon as one
   rank exits non-zero, or at ``timeout``, killing the others and quoting the logs' tails.
 - :class:`Commands` (fixture ``commands``) starts CLI processes in their own session, with output to
@@ -57,14 +57,15 @@ def loopback_interface() -> str:
 
 
 def _rank_main(fn: Callable[..., Any], rank: int, world: int, init_method: str, log: str,
-               result: str, stack_after_s: float, collective_timeout_s: float,
+               result: str, dump_at: float, collective_timeout_s: float,
                args: Sequence[Any]) -> None:
-    """One rank: output to its log, a stack dump + exit if stuck, gloo up, ``fn``, result saved."""
+    """One rank: output to its log, a stack dump + exit at wall-clock time ``dump_at`` if still
+    running, gloo up, ``fn``, result saved."""
     out = open(log, "w", buffering=1)  # noqa: SIM115 (open for the whole life of the process)
     os.dup2(out.fileno(), 1)  # C++ (gloo, c10d) writes to the fds, not to sys.stdout
     os.dup2(out.fileno(), 2)
     faulthandler.enable(file=out)  # a crash prints the stack too
-    faulthandler.dump_traceback_later(stack_after_s, exit=True, file=out)
+    faulthandler.dump_traceback_later(max(dump_at - time.time(), 1.0), exit=True, file=out)
     os.environ["GLOO_SOCKET_IFNAME"] = loopback_interface()
     torch.set_num_threads(1)
     torch.distributed.init_process_group(
@@ -90,7 +91,7 @@ def run_ranks(fn: Callable[..., Any], world: int, tmp_path: Path, args: Sequence
     ``fn`` must be importable by name (a module-level function): the ranks are spawned. Its return
     value travels back through ``torch.save`` (tensors, lists, dicts). The default ``timeout`` stays
     below the suite's 300 s pytest-timeout, so this helper's message is the one shown. A rank still
-    running ``stack_after`` seconds after it started (default ``timeout - 15``) dumps its stacks and
+    running ``stack_after`` seconds after this call (default ``timeout - 15``) dumps its stacks and
     exits.
     """
     tmp_path = Path(tmp_path)
@@ -98,9 +99,9 @@ def run_ranks(fn: Callable[..., Any], world: int, tmp_path: Path, args: Sequence
     logs = [tmp_path / f"rank{r}.log" for r in range(world)]
     results = [tmp_path / f"rank{r}.result.pt" for r in range(world)]
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_rank_main, daemon=True, args=(
+    procs = [ctx.Process(target=_rank_main, args=(
         fn, r, world, store.as_uri(), str(logs[r]), str(results[r]),
-        timeout - STACK_MARGIN_S if stack_after is None else stack_after,
+        time.time() + (timeout - STACK_MARGIN_S if stack_after is None else stack_after),
         collective_timeout, tuple(args))) for r in range(world)]
     for p in procs:
         p.start()

@@ -44,11 +44,13 @@ def test_a_rank_that_raises_fails_the_test_at_once_with_its_traceback(tmp_path: 
     assert time.monotonic() - start < 150  # not the deadline: the error was seen when rank 1 died
 
 
+@pytest.mark.slow
 def test_a_stuck_rank_prints_its_stack_and_fails(tmp_path: Path) -> None:
+    """60 s: long enough for a spawned rank to start on a loaded machine and reach its stuck frame."""
     with pytest.raises(pytest.fail.Exception) as failure:
-        run_ranks(_rank1_hangs_in, 2, tmp_path, args=("stuck",), timeout=200, stack_after=5)
+        run_ranks(_rank1_hangs_in, 2, tmp_path, args=("stuck",), timeout=200, stack_after=60)
     message = str(failure.value)
-    assert "rank 1 exited with code 1" in message and "Timeout (0:00:05)!" in message
+    assert "rank 1 exited with code 1" in message and "Timeout (0:00:" in message
     assert "in _rank1_hangs_in" in message  # the frame the rank was stuck in
 
 
@@ -64,9 +66,9 @@ def test_a_command_past_its_deadline_is_stopped_with_its_stacks(tmp_path: Path) 
               "waiting_for_ever()\n")
     commands.start("sleeper", [sys.executable, "-c", script])
     with pytest.raises(pytest.fail.Exception) as failure:
-        commands.wait("sleeper", 20)
+        commands.wait("sleeper", 8)
     message = str(failure.value)
-    assert "'sleeper' did not finish within 20 s" in message and "started" in message
+    assert "'sleeper' did not finish within 8 s" in message and "started" in message
     assert "in waiting_for_ever" in message  # faulthandler's dump on SIGABRT
     pid = int(grandchild.read_text())
     with pytest.raises(ProcessLookupError):  # the whole process group went
