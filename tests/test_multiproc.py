@@ -58,7 +58,8 @@ def test_a_command_past_its_deadline_is_stopped_with_its_stacks(tmp_path: Path) 
     commands = Commands(tmp_path)
     grandchild = tmp_path / "grandchild.pid"
     script = ("import subprocess, sys, time\n"
-              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'],\n"
+              "                         stderr=subprocess.DEVNULL)  # its own stack dump elsewhere\n"
               f"open({str(grandchild)!r}, 'w').write(str(child.pid))\n"
               "print('started', flush=True)\n"
               "def waiting_for_ever():\n"
