@@ -301,7 +301,10 @@ class TrainConfig:
     step_every: int = 10  # step schedule: multiply lr by step_gamma every step_every epochs
     step_gamma: float = 0.9
     grad_clip: float | None = None
-    precision: typing.Literal["fp32", "bf16", "fp16"] = "fp32"
+    # autocast dtype. auto = bf16 on CUDA, fp32 on the CPU, where bf16 runs are not repeatable and can be
+    # wrong: oneDNN's bf16 3-D convolution weight gradients (torch 2.13 CPU, AVX-512) return unset
+    # memory (1e18, NaN) on feature maps 2 voxels deep. An explicit bf16 on the CPU runs, with a warning.
+    precision: typing.Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
     activation_checkpointing: bool = False
     compile: bool = False  # torch.compile the backbone in place (opt-in; see engine/train.py)

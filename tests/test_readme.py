@@ -6,10 +6,11 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from multiproc import Commands
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,19 +35,18 @@ def test_readme_install_lines_match_ci() -> None:
 
 
 @pytest.mark.slow
-def test_quickstart_commands_run(tmp_path: Path) -> None:
+def test_quickstart_commands_run(tmp_path: Path, commands: Commands) -> None:
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     env = {**os.environ, "MEDSSL_PROGRESS": "0", "OMP_NUM_THREADS": "1",
            "MEDSSL_CACHE": str(tmp_path / "cache")}
-    commands = quickstart_commands()
-    assert commands[0] == "medssl demo"
+    quickstart = quickstart_commands()
+    assert quickstart[0] == "medssl demo"
     # the demo is exercised by its own test at a smaller size; run everything after it here
-    for command in commands[1:]:
+    for i, command in enumerate(quickstart[1:], start=1):
         argv = shlex.split(command)
         assert argv[0] == "medssl"
-        done = subprocess.run(["python", "-m", "medssl.cli", *argv[1:]], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        commands.run(f"{i}-{argv[1]}", [sys.executable, "-m", "medssl.cli", *argv[1:]], 240,
+                     env=env, cwd=tmp_path)
     assert (tmp_path / "runs/tiny/eval/metrics.json").exists()
     assert (tmp_path / "submissions/tiny/estimator.py").exists()
     assert (tmp_path / "runs/ft_scz/metrics.json").exists()

@@ -33,6 +33,7 @@ import functools
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -91,7 +92,18 @@ class MetricsLog:
             self.writer.close()
 
 
-def autocast_dtype(precision: str) -> torch.dtype | None:
+CPU_BF16_WARNING = (
+    "train.precision=bf16 on the CPU: runs are not repeatable from their seed, and oneDNN's bf16 3-D "
+    "convolution weight gradients can be wrong (NaN on feature maps 2 voxels deep); use "
+    "train.precision=auto (fp32 on the CPU) unless you are measuring bf16 itself"
+)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.precision`` on ``device`` (None = fp32): ``auto`` is bf16 on CUDA
+    and fp32 elsewhere (``TrainConfig.precision`` says why)."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -214,8 +226,10 @@ def train_loop(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
         s, steps_per_epoch, total_steps, cfg.schedule, cfg.warmup_epochs, cfg.step_every,
         cfg.step_gamma))
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    amp_dtype = autocast_dtype(cfg.precision)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    if amp_dtype == torch.bfloat16 and device.type == "cpu":
+        warnings.warn(CPU_BF16_WARNING, stacklevel=2)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
     def autocast() -> torch.autocast:
         return torch.autocast(device.type, dtype=amp_dtype or torch.float32,

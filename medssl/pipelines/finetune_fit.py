@@ -60,7 +60,7 @@ def predict_proba(method: nn.Module, data: Dataset, device: torch.device, batch_
     """Softmax class probabilities (N, K) of ``method.logits`` in eval mode (mode restored after)."""
     was_training = method.training
     method.eval()
-    dtype = autocast_dtype(precision)
+    dtype = autocast_dtype(precision, device)
     out = []
     for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):

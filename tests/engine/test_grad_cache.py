@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import copy
 import functools
-import socket
 from collections.abc import Callable
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from multiproc import run_ranks
 from test_train_loop import ToyVolumes, cfg, make_method, noise_views, state_of
 from torch import nn
 
@@ -335,40 +334,28 @@ def test_compile_is_in_place_and_keeps_state_dict_keys(tmp_path, monkeypatch) ->
 # ---- two gloo processes: world=2 grad cache == world=1 on the concatenated batch (no BN) ----------
 
 
-def _worker(rank: int, port: int, out: str) -> None:
-    import datetime
-
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=2, timeout=datetime.timedelta(seconds=60))
-    try:
-        batch, views = data()
-        half = slice(rank * N // 2, (rank + 1) * N // 2)
-        method = siamese(*LOSSES[0], bn=False)
-        grad_cache_step(method, {"age": batch["age"][half]}, [v[half] for v in views], 3)
-        loop_method = make_method()
-        with torch.no_grad():  # different initial weights per rank: train_loop must broadcast
-            for p in loop_method.parameters():
-                p.add_(0.01 * rank)
-        train_loop(loop_method, ToyVolumes(), noise_views,
-                   cfg(epochs=1, max_steps_per_epoch=1, batch_size=4, grad_cache_chunk=2),
-                   f"{out}/run{rank}", rank=rank, world=2, tensorboard=False)
-        params = {k: p.detach() for k, p in loop_method.named_parameters()}
-        torch.save({"grads": grads(method), "params": params}, f"{out}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int, out: str) -> dict[str, dict[str, torch.Tensor]]:
+    """Rank ``rank`` of 2 (gloo up, run by tests/multiproc.py): its half of the batch through the
+    gradient cache, then one train_loop step from weights that differ per rank."""
+    batch, views = data()
+    half = slice(rank * N // 2, (rank + 1) * N // 2)
+    method = siamese(*LOSSES[0], bn=False)
+    grad_cache_step(method, {"age": batch["age"][half]}, [v[half] for v in views], 3)
+    loop_method = make_method()
+    with torch.no_grad():  # different initial weights per rank: train_loop must broadcast
+        for p in loop_method.parameters():
+            p.add_(0.01 * rank)
+    train_loop(loop_method, ToyVolumes(), noise_views,
+               cfg(epochs=1, max_steps_per_epoch=1, batch_size=4, grad_cache_chunk=2),
+               f"{out}/run{rank}", rank=rank, world=2, tensorboard=False)
+    params = {k: p.detach() for k, p in loop_method.named_parameters()}
+    return {"grads": grads(method), "params": params}
 
 
 def test_two_gloo_ranks_match_one_process(tmp_path) -> None:
-    if not torch.distributed.is_available() or "fork" not in mp.get_all_start_methods():
-        pytest.skip("needs torch.distributed and fork")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_worker, args=(port, str(tmp_path)), nprocs=2, start_method="fork")
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    if not torch.distributed.is_available():
+        pytest.skip("needs torch.distributed")
+    ranks = run_ranks(_worker, 2, tmp_path, args=(str(tmp_path),))
     batch, views = data()
     single = siamese(*LOSSES[0], bn=False)
     single.training_step(batch, views)["loss"].backward()

@@ -39,7 +39,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, y: torch.Tensor | None = None,
     sim = z @ z.T / temperature
     sim.fill_diagonal_(-math.inf)
     n = len(z1)
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(sim, target)
 
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
-import os
-
 import torch
-import torch.distributed as dist
 
 from medssl.losses import build_loss
 
@@ -72,30 +68,19 @@ def encoder_grads(model, x, age):
     return [p.grad.clone() for p in model.parameters()]
 
 
-def worker(rank, world, port, splits, out_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        z1, z2, age, classes, site, qz, qy, x = data()
-        out = []
-        for sizes in splits:  # one process group, several ways of splitting the batch
-            start = sum(sizes[:rank])
-            sl = slice(start, start + sizes[rank])
-            results = [
-                run_case(
-                    n, kw, disc, z1[sl], z2[sl], age[sl], classes[sl], site[sl], qz, qy
-                )
-                for n, kw, disc in CASES
-            ]
-            ddp = torch.nn.parallel.DistributedDataParallel(encoder())
-            results.append(encoder_grads(ddp, x[sl], age[sl]))
-            out.append(results)
-        torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def worker(rank: int, splits: list[list[int]]) -> list:
+    """One rank's loss values and gradients for each split of the batch (run by tests/multiproc.py,
+    which brings the gloo group up and down)."""
+    z1, z2, age, classes, site, qz, qy, x = data()
+    out = []
+    for sizes in splits:  # one process group, several ways of splitting the batch
+        start = sum(sizes[:rank])
+        sl = slice(start, start + sizes[rank])
+        results = [
+            run_case(n, kw, disc, z1[sl], z2[sl], age[sl], classes[sl], site[sl], qz, qy)
+            for n, kw, disc in CASES
+        ]
+        ddp = torch.nn.parallel.DistributedDataParallel(encoder())
+        results.append(encoder_grads(ddp, x[sl], age[sl]))
+        out.append(results)
+    return out

@@ -7,13 +7,10 @@ DDP's averaged parameter gradients equal the single-process ones (checked with a
 
 from __future__ import annotations
 
-import socket
-import time
-
 import pytest
 import torch
-import torch.multiprocessing as mp
 from loss_ddp_worker import CASES, data, encoder, encoder_grads, run_case, worker
+from multiproc import run_ranks
 
 from medssl.utils.distributed import (
     gather_with_grad,
@@ -21,29 +18,6 @@ from medssl.utils.distributed import (
     get_world_size,
     is_distributed,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _spawn(splits, out_dir, timeout=180.0):
-    ctx = mp.start_processes(
-        worker,
-        args=(2, _free_port(), splits, str(out_dir)),
-        nprocs=2,
-        join=False,
-        start_method="fork" if "fork" in mp.get_all_start_methods() else "spawn",
-    )
-    deadline = time.monotonic() + timeout
-    while not ctx.join(timeout=1.0):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.terminate()
-            pytest.fail(f"gloo workers did not finish within {timeout} s")
-    return [torch.load(out_dir / f"rank{r}.pt") for r in range(2)]
 
 
 def test_single_process_helpers_are_no_ops():
@@ -56,7 +30,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     """Equal halves (4, 4) and unequal parts (5, 3) of an 8-subject batch, every loss."""
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed unavailable")
-    outputs = _spawn([[4, 4], [5, 3]], tmp_path)
+    outputs = run_ranks(worker, 2, tmp_path, args=([[4, 4], [5, 3]],))
     for split in range(2):
         _compare([out[split] for out in outputs])
 

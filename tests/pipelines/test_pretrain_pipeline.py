@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from multiproc import Commands, log_tail, loopback_interface
 
 from medssl.config import PretrainConfig, load_config
 from medssl.errors import OutputExistsError
@@ -88,56 +87,50 @@ def test_a_run_stopped_before_training_starts_again(cohort: Path, tmp_path: Path
         pretrain(tiny(cohort, other))
 
 
-def _cli(args: list[str], **kw: object) -> subprocess.Popen:
-    env = {**os.environ, "MEDSSL_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "medssl.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
+CLI_ENV = {**os.environ, "MEDSSL_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "medssl.cli", *args]
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(cohort: Path, tmp_path: Path) -> None:
+def test_sigkill_then_resume_matches_an_uninterrupted_run(cohort: Path, tmp_path: Path,
+                                                          commands: Commands) -> None:
     args = [str(ROOT / "configs/debug/tiny_cpu.yaml"), f"data.source={cohort}", "train.epochs=6",
             "train.batch_size=8", "model.width=4", "train.tensorboard=false"]
-    straight = _cli(["pretrain", *args, f"out={tmp_path / 'a'}"])
-    killed = _cli(["pretrain", *args, f"out={tmp_path / 'b'}"])
+    commands.start("straight", _cli("pretrain", *args, f"out={tmp_path / 'a'}"), CLI_ENV)
+    killed = commands.start("killed", _cli("pretrain", *args, f"out={tmp_path / 'b'}"), CLI_ENV)
     ckpt = tmp_path / "b" / "checkpoints" / "last.pt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and killed.poll() is None:
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and killed.poll() is None:
+        if time.monotonic() > deadline:
+            commands.stop("killed")
+            pytest.fail(f"no checkpoint within 120 s\n{log_tail(commands.log_path('killed'))}")
         time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)  # mid-run: after the first checkpoint, before the end
-    killed.wait()
-    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    resumed = _cli(["pretrain", *args, f"out={tmp_path / 'b'}"])
-    assert resumed.wait(timeout=300) == 0, resumed.stdout.read().decode()  # type: ignore[union-attr]
-    assert straight.wait(timeout=300) == 0, straight.stdout.read().decode()  # type: ignore[union-attr]
+    commands.kill("killed")  # SIGKILL mid-run: after the first checkpoint, before the end
+    assert commands.wait("killed", 30, expect=None) == -signal.SIGKILL, \
+        f"the run ended before it could be killed\n{log_tail(commands.log_path('killed'))}"
+    commands.run("resumed", _cli("pretrain", *args, f"out={tmp_path / 'b'}"), 240, env=CLI_ENV)
+    commands.wait("straight", 240)
     a = torch.load(tmp_path / "a" / "encoder.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "encoder.pt", weights_only=True)
     for key in a:
         assert torch.equal(a[key], b[key]), key
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_two_process_gloo_ddp_run(cohort: Path, tmp_path: Path) -> None:
-    """``torchrun --nproc-per-node 2`` on CPU: both ranks train, rank 0 alone writes the run folder."""
-    port = _free_port()
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "MEDSSL_PROGRESS": "0", "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2",
-               "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "medssl.cli", "pretrain", str(ROOT / "configs/debug/tiny_cpu.yaml"),
-             f"data.source={cohort}", f"out={tmp_path / 'ddp'}", "train.epochs=1",
-             "train.batch_size=4", "model.width=4", "train.tensorboard=false"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    for p in procs:
-        assert p.wait(timeout=300) == 0, p.stdout.read().decode()  # type: ignore[union-attr]
+def test_two_process_gloo_ddp_run(cohort: Path, tmp_path: Path, commands: Commands) -> None:
+    """``torchrun --nproc-per-node 2`` on CPU: both ranks train, rank 0 alone writes the run folder.
+
+    ``--standalone`` binds its own rendezvous store on a free port, which the ranks then share (no port
+    is chosen before it is bound)."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "medssl.cli"]
+    commands.run("torchrun", [*torchrun, "pretrain", str(ROOT / "configs/debug/tiny_cpu.yaml"),
+                              f"data.source={cohort}", f"out={tmp_path / 'ddp'}", "train.epochs=1",
+                              "train.batch_size=4", "model.width=4", "train.tensorboard=false"],
+                 240, env={**CLI_ENV, "GLOO_SOCKET_IFNAME": loopback_interface()})
     records = [json.loads(ln) for ln in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     # 30 training subjects / (4 per rank x 2 ranks) = 3 global steps, logged once (rank 0 only)
     assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3]

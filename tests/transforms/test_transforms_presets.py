@@ -128,13 +128,13 @@ class _Copies(torch.utils.data.Dataset):
 
 def test_monai_path_differs_across_workers_and_epochs() -> None:
     dataset = _Copies(monai_view_transform("yaware", p=1.0))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2,
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, timeout=120,
                                          generator=torch.Generator().manual_seed(0))
     epoch1, epoch2 = [torch.cat(list(loader)) for _ in range(2)]
     assert not torch.equal(epoch1[0], epoch1[1])  # items 0 and 1 come from different workers
     assert not torch.equal(epoch1, epoch2)
     again = torch.cat(list(torch.utils.data.DataLoader(
-        dataset, batch_size=1, num_workers=2, generator=torch.Generator().manual_seed(0))))
+        dataset, batch_size=1, num_workers=2, timeout=120, generator=torch.Generator().manual_seed(0))))
     assert torch.equal(again, epoch1)  # reproducible from the loader's seed
 
 
