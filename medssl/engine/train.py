@@ -29,6 +29,7 @@ Opt-in variants of the step:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -139,7 +140,7 @@ def views_of(augment: Augment, images: torch.Tensor, n_views: int,
     return [augment(part) for _ in range(n_views)]
 
 
-def check_options(method: nn.Module, cfg: TrainConfig) -> int | None:
+def check_options(method: Method, cfg: TrainConfig) -> int | None:
     """Refuse option combinations the method cannot run; returns the grad-cache chunk (None = off)."""
     if cfg.compile and getattr(method.backbone, "activation_checkpointing", False):
         raise ConfigError(
@@ -150,7 +151,7 @@ def check_options(method: nn.Module, cfg: TrainConfig) -> int | None:
     chunk = cfg.grad_cache_chunk  # its range is checked by TrainConfig
     if chunk is None:
         return None
-    if not (isinstance(method, Method) and method.supports_grad_cache()):
+    if not method.supports_grad_cache():
         raise ConfigError(
             f"train.grad_cache_chunk={chunk} needs a method that splits its step into embed / "
             f"embedding_loss (e.g. siamese); {type(method).__name__} does not: set "
@@ -159,8 +160,133 @@ def check_options(method: nn.Module, cfg: TrainConfig) -> int | None:
     return chunk
 
 
+@dataclasses.dataclass
+class Optimisation:
+    """What a step updates besides the weights: optimiser, lr schedule, fp16 grad scaler; and how the
+    forward runs (autocast dtype, None = fp32)."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    device: torch.device
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+
+def place(method: Method, cfg: TrainConfig, device: torch.device, world: int, chunk: int | None) -> nn.Module:
+    """Move ``method`` to ``device`` (memory format, compilation) and return what the step calls: the
+    method, or its DDP wrapper (not with the gradient cache, which averages gradients itself)."""
+    method.to(device)
+    if cfg.channels_last:
+        method.to(memory_format=torch.channels_last_3d)
+    if cfg.compile:
+        method.backbone.compile()
+    if world > 1 and chunk:
+        for tensor in method.state_dict().values():  # what DDP's constructor would broadcast
+            torch.distributed.broadcast(tensor, src=0)
+    elif world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(method, device_ids=ids)
+    return method
+
+
+def build_optimisation(method: Method, cfg: TrainConfig, device: torch.device, steps_per_epoch: int,
+                       total_steps: int) -> Optimisation:
+    """Optimiser over the method's parameter groups (e.g. layer-wise lr scales), schedule, scaler."""
+    groups = [{"params": [p for p in g["params"] if p.requires_grad], "lr": cfg.lr * g.get("lr_scale", 1.0)}
+              for g in method.param_groups()]
+    optimizer = build_optimizer(groups, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
+                                fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
+        s, steps_per_epoch, total_steps, cfg.schedule, cfg.warmup_epochs, cfg.step_every, cfg.step_gamma))
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    if amp_dtype == torch.bfloat16 and device.type == "cpu":
+        warnings.warn(CPU_BF16_WARNING, stacklevel=3)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    return Optimisation(optimizer, scheduler, scaler, amp_dtype, device)
+
+
+def resume(ckpt_path: Path, method: Method, opt: Optimisation, epochs: int) -> tuple[int, int]:
+    """``(epoch, step)`` to start from: 0, 0 for a new run, else the checkpoint's (weights, optimiser,
+    schedule, scaler and RNG restored); an early-stopped run counts as complete."""
+    if not ckpt_path.exists():
+        return 0, 0
+    ckpt = load_checkpoint(ckpt_path)
+    method.load_state_dict(ckpt["method"])
+    opt.optimizer.load_state_dict(ckpt["optimizer"])
+    opt.scheduler.load_state_dict(ckpt["scheduler"])
+    opt.scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    return (epochs if ckpt.get("stopped") else ckpt["epoch"]), ckpt["step"]
+
+
+def make_views(batch: dict[str, Any], augment: Augment | None, n_views: int,
+               chunk: int | None) -> list[torch.Tensor] | ViewMaker:
+    """The step's views: the dataset's own, the image itself (no augmenter), ``n_views`` augmented
+    copies, or, with the gradient cache, a maker called per chunk (twice, from the same RNG state), so
+    the step holds the images and one chunk's views, not the batch's."""
+    if batch.get("views"):
+        return batch["views"]
+    if augment is None:
+        return [batch["image"]]
+    if chunk:
+        return functools.partial(views_of, augment, batch["image"], n_views)
+    return views_of(augment, batch["image"], n_views)
+
+
+def train_step(model: nn.Module, method: Method, batch: dict[str, Any], views: list[torch.Tensor] | ViewMaker,
+               opt: Optimisation, cfg: TrainConfig, chunk: int | None, where: str) -> dict[str, float]:
+    """Forward, non-finite guard, backward, clipping and the optimiser, schedule and method updates;
+    returns the step's scalars (read from the device in the step's one host sync)."""
+    opt.optimizer.zero_grad(set_to_none=True)
+    if chunk:  # forward and backward, chunk by chunk (engine/grad_cache.py)
+        out = grad_cache_step(method, batch, views, chunk, opt.scaler.scale, opt.autocast)
+    else:
+        with opt.autocast():
+            out = model(batch, views)
+    scalars = read_scalars(out)  # the GPU goes on with the backward while the host reads these
+    if not math.isfinite(scalars["loss"]):  # before any optimiser step: the weights are intact
+        raise NonFiniteLossError(
+            f"loss is {scalars['loss']} at {where}: training stopped (lower train.lr, set train.grad_clip, "
+            "use train.precision=fp32, or check the data for NaN)."
+        )
+    if not chunk:
+        opt.scaler.scale(out["loss"]).backward()
+    if cfg.grad_clip:
+        opt.scaler.unscale_(opt.optimizer)
+        nn.utils.clip_grad_norm_([p for p in method.parameters() if p.requires_grad], cfg.grad_clip)
+    opt.scaler.step(opt.optimizer)
+    opt.scaler.update()
+    opt.scheduler.step()
+    return scalars
+
+
+def end_of_epoch(method: Method, epoch: int, on_epoch_end: EpochHook | None, rank: int, world: int,
+                 device: torch.device) -> tuple[dict[str, float], bool]:
+    """The epoch hook's floats (rank 0, method in eval mode) and whether it asks to stop, agreed by every
+    rank (they must leave the loop together)."""
+    extra: dict[str, float] = {}
+    stop = False
+    if on_epoch_end is not None and rank == 0:
+        method.eval()
+        extra = dict(on_epoch_end(epoch, method))
+        stop = bool(extra.pop("stop", False))
+    if world > 1:
+        flag = torch.tensor([float(stop)], device=device)
+        torch.distributed.broadcast(flag, src=0)
+        stop = bool(flag.item())
+    return extra, stop
+
+
 def train_loop(
-    method: nn.Module,
+    method: Method,
     dataset: Dataset | DeviceCohort,
     augment: Augment | None,
     cfg: TrainConfig,
@@ -177,8 +303,8 @@ def train_loop(
     """Train ``method`` on ``dataset`` for ``cfg.epochs``; resume from ``run_dir/checkpoints/last.pt``.
 
     Args:
-        method: ``nn.Module`` with ``training_step(batch, views) -> {"loss": ...}`` (and ``forward``
-            aliasing it, for DDP); optional ``on_step_end(step, total_steps)``.
+        method: a :class:`~medssl.methods.base.Method` (``training_step(batch, views) -> {"loss": ...}``,
+            ``forward`` aliasing it for DDP, ``on_step_end``, ``param_groups``).
         dataset: map-style dataset of dicts with ``"image"`` (1, D, H, W) (or ready ``"views"``), or a
             ``DeviceCohort`` on ``device`` (``data.cache: device``; :mod:`medssl.engine.feed`).
         augment: batched view augmenter ``(B,1,D,H,W) -> (B,1,D,H,W)`` applied ``n_views`` times on
@@ -190,24 +316,14 @@ def train_loop(
     Returns:
         A summary: final epoch/step, last loss, mean volumes/s.
     """
+    # set-up: device, model, data order, optimisation
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.num_threads:  # small CPU models can run faster on one thread (benchmarks/README.md)
         torch.set_num_threads(cfg.num_threads)
     device = device or resolve_device(cfg.device)
     chunk = check_options(method, cfg)
-    method.to(device)
-    if cfg.channels_last:
-        method.to(memory_format=torch.channels_last_3d)
-    if cfg.compile:
-        method.backbone.compile()
-    model: nn.Module = method
-    if world > 1 and chunk:  # no DDP wrapper: grad_cache_step averages the gradients itself
-        for tensor in method.state_dict().values():  # what DDP's constructor would broadcast
-            torch.distributed.broadcast(tensor, src=0)
-    elif world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(method, device_ids=ids)
+    model = place(method, cfg, device, world, chunk)
     sampler = ResumableSampler(len(dataset), cfg.batch_size, cfg.seed, rank, world)
     steps_per_epoch = min(sampler.batches_per_epoch(), cfg.max_steps_per_epoch or math.inf)
     if steps_per_epoch == 0:
@@ -216,44 +332,18 @@ def train_loop(
             f"{len(dataset)} training subjects; lower train.batch_size"
         )
     total_steps = cfg.epochs * steps_per_epoch
-    params = [p for p in method.parameters() if p.requires_grad]
-    # methods may group parameters, e.g. layer-wise lr decay: [{"params": [...], "lr_scale": 0.5}]
-    groups = [{"params": [p for p in g["params"] if p.requires_grad],
-               "lr": cfg.lr * g.get("lr_scale", 1.0)} for g in method.param_groups()] \
-        if hasattr(method, "param_groups") else params
-    optimizer = build_optimizer(groups, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
-                                fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-        s, steps_per_epoch, total_steps, cfg.schedule, cfg.warmup_epochs, cfg.step_every,
-        cfg.step_gamma))
-    amp_dtype = autocast_dtype(cfg.precision, device)
-    if amp_dtype == torch.bfloat16 and device.type == "cpu":
-        warnings.warn(CPU_BF16_WARNING, stacklevel=2)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    opt = build_optimisation(method, cfg, device, steps_per_epoch, total_steps)
 
-    def autocast() -> torch.autocast:
-        return torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                              enabled=amp_dtype is not None)
-
-    epoch, step = 0, 0
+    # resume
     ckpt_path = run_dir / "checkpoints" / "last.pt"
-    if ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        method.load_state_dict(ckpt["method"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
-        epoch, step = ckpt["epoch"], ckpt["step"]
-        if ckpt.get("stopped"):  # early-stopped: the run is complete
-            epoch = cfg.epochs
+    epoch, step = resume(ckpt_path, method, opt, cfg.epochs)
     log = MetricsLog(run_dir, rank == 0, tensorboard, step)
     last: dict[str, float] = {}
-    rate_sum, rate_n = 0.0, 0
-
+    rates: list[float] = []
     # a DataLoader (workers persist across epochs) or a cohort already on the device (data.cache)
-    move = functools.partial(to_device, device=device, channels_last=cfg.channels_last)
-    feed = batch_feed(dataset, sampler, move, device, num_workers)
+    feed = batch_feed(dataset, sampler, functools.partial(to_device, device=device, channels_last=cfg.channels_last),
+                      device, num_workers)
+
     while epoch < cfg.epochs:
         start_batch = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
         sampler.set_epoch(epoch, start_batch)
@@ -262,79 +352,41 @@ def train_loop(
                            enabled=rank == 0, leave=False, dynamic_ncols=True)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
-        for batch in feed(steps_per_epoch - start_batch):  # on CUDA the next copy overlaps this step
+        # steps: on CUDA the next batch's copy overlaps this step
+        for batch in feed(steps_per_epoch - start_batch):
             torch.manual_seed(hash((cfg.seed, step, rank)) % 2**62)
-            views: list[torch.Tensor] | ViewMaker = batch.get("views") or (
-                [batch["image"]] if augment is None
-                # gradient cache: each chunk's views are made when the chunk is embedded (twice, from the
-                # same RNG state), so the step holds the images and one chunk's views, not the batch's
-                else functools.partial(views_of, augment, batch["image"], n_views) if chunk
-                else views_of(augment, batch["image"], n_views)
-            )
-            optimizer.zero_grad(set_to_none=True)
-            if chunk:  # forward and backward, chunk by chunk (engine/grad_cache.py)
-                out = grad_cache_step(method, batch, views, chunk, scaler.scale, autocast)
-            else:
-                with autocast():
-                    out = model(batch, views)
-            loss = out["loss"]
-            scalars = read_scalars(out)  # the step's one host sync; the GPU goes on with the backward
-            if not math.isfinite(scalars["loss"]):  # before any optimiser step: the weights are intact
-                raise NonFiniteLossError(
-                    f"loss is {scalars['loss']} at epoch {epoch + 1}, step {step}: training stopped "
-                    "(lower train.lr, set train.grad_clip, use train.precision=fp32, or check the "
-                    f"data for NaN). The last good checkpoint is {ckpt_path}."
-                )
-            if not chunk:
-                scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if hasattr(method, "on_step_end"):
-                method.on_step_end(step, total_steps)
+            views = make_views(batch, augment, n_views, chunk)
+            where = f"epoch {epoch + 1}, step {step} (the last good checkpoint is {ckpt_path})"
+            scalars = train_step(model, method, batch, views, opt, cfg, chunk, where)
+            method.on_step_end(step, total_steps)
             step += 1
-
             for key, value in scalars.items():
                 sums[key] = sums.get(key, 0.0) + value
-            dt = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            rate = n_views * cfg.batch_size * world / max(dt, 1e-9)
-            rate_sum, rate_n = rate_sum + rate, rate_n + 1
-            lr = optimizer.param_groups[0]["lr"]
-            bar.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{lr:.2e}", vol_s=f"{rate:.1f}")
+            t1 = time.perf_counter()
+            rates.append(n_views * cfg.batch_size * world / max(t1 - t0, 1e-9))
+            t0 = t1
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{opt.lr:.2e}", vol_s=f"{rates[-1]:.1f}")
             bar.update()
             if step % cfg.log_every == 0:
-                log.write({"step": step, "epoch": epoch + 1, "lr": lr, "vol_per_s": rate,
+                log.write({"step": step, "epoch": epoch + 1, "lr": opt.lr, "vol_per_s": rates[-1],
                            **{f"train/{k}": v for k, v in scalars.items()}})
         bar.close()
+
+        # end of epoch: means, hook (probes, early stopping), log, checkpoint
         n_done = step - epoch * steps_per_epoch - start_batch
         last = {f"epoch/{k}": v / max(n_done, 1) for k, v in sums.items()}
         epoch += 1
-        record: dict[str, Any] = {"step": step, "epoch": epoch, **last}
-        stop = False
-        if on_epoch_end is not None and rank == 0:
-            method.eval()
-            extra = on_epoch_end(epoch, method)
-            stop = bool(extra.pop("stop", False))
-            record.update({f"epoch/{k}": v for k, v in extra.items()})
-        if world > 1:  # every rank must leave the loop together
-            flag = torch.tensor([float(stop)], device=device)
-            torch.distributed.broadcast(flag, src=0)
-            stop = bool(flag.item())
+        extra, stop = end_of_epoch(method, epoch, on_epoch_end, rank, world, device)
+        record: dict[str, Any] = {"step": step, "epoch": epoch, **last, **{f"epoch/{k}": v for k, v in extra.items()}}
         log.write(record)
         if rank == 0 and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or stop):
-            save_checkpoint(ckpt_path, method=method.state_dict(), optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
+            save_checkpoint(ckpt_path, method=method.state_dict(), optimizer=opt.optimizer.state_dict(),
+                            scheduler=opt.scheduler.state_dict(), scaler=opt.scaler.state_dict(),
                             epoch=epoch, step=step, stopped=stop)
         if rank == 0:  # a log line, printed with or without progress bars
-            summary = ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in record.items()
-                                if isinstance(v, float))
+            summary = ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in record.items() if isinstance(v, float))
             progress_write(f"epoch {epoch}/{cfg.epochs}: {summary}")
         if stop:
             break
     log.close()
-    return {"epoch": epoch, "step": step, **last,
-            "mean_vol_per_s": rate_sum / rate_n if rate_n else None}
+    return {"epoch": epoch, "step": step, **last, "mean_vol_per_s": sum(rates) / len(rates) if rates else None}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -11,8 +13,8 @@ class Method(nn.Module):
 
     ``forward`` aliases ``training_step`` so that ``DistributedDataParallel`` can wrap the method (DDP
     synchronises gradients through ``forward``). Subclasses set ``self.backbone`` (the exported
-    encoder) and may define ``on_step_end(step, total_steps)`` (EMA teachers, schedules) and
-    ``param_groups()`` (per-group learning-rate scales).
+    encoder) and may override ``on_step_end(step, total_steps)`` (EMA teachers, schedules) and
+    ``param_groups()`` (per-group learning-rate scales); both default to doing nothing special.
 
     Optional split of the step, needed by the gradient cache (``train.grad_cache_chunk``, see
     :mod:`medssl.engine.grad_cache`): ``embed(views)`` maps the views of some subjects to one embedding
@@ -31,6 +33,13 @@ class Method(nn.Module):
         self, batch: dict[str, torch.Tensor], views: list[torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         return self.training_step(batch, views)
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        """Called after each optimiser step (0-based ``step`` of ``total_steps``); nothing by default."""
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimiser groups ``[{"params": [...], "lr_scale": s}]``; by default one group of every parameter."""
+        return [{"params": list(self.parameters())}]
 
     def embed(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
         """Views ``[(b, C, D, H, W)] * V`` of ``b`` subjects -> embeddings ``[(b, d)] * V``."""
