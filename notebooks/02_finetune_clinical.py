@@ -31,11 +31,10 @@ import pandas as pd
 import torch
 from IPython.display import Image, display
 
-from medssl.config import PretrainConfig, load_config
+from medssl.config import FinetuneConfig, PretrainConfig, load_config, resolve_file  # resolve_file: repo-relative paths
 from medssl.data import make_synthetic_cohort, open_cohort, summarize_cohort
-from medssl.pipelines.finetune import FinetuneConfig, finetune
+from medssl.pipelines.finetune import finetune
 from medssl.pipelines.pretrain import pretrain
-from medssl.pipelines.studies.config import resolve_file  # repo-relative paths from any folder
 
 TINY = os.environ.get("MEDSSL_TINY") == "1"
 OUT = Path(os.environ.get("MEDSSL_NB_OUT", "runs/notebooks")) / "02_finetune_clinical"

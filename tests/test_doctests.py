@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "medssl"
 MODULES = sorted(
-    ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    ".".join(part for part in path.relative_to(PACKAGE.parent).with_suffix("").parts if part != "__init__")
     for path in PACKAGE.rglob("*.py")
     if ">>>" in path.read_text()
 )

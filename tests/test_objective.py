@@ -160,7 +160,7 @@ def test_old_keys_move_over_with_one_warning_each(tmp_path: Path) -> None:
 
 
 def test_a_study_arm_written_the_old_way_is_moved_too(tmp_path: Path) -> None:
-    from medssl.pipelines.studies.config import load_study
+    from medssl.config import load_study
 
     study = tmp_path / "study.yaml"
     study.write_text("pretrain: {model: {name: tiny_cnn3d, width: 4}}\n"

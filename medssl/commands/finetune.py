@@ -25,7 +25,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     import shlex
 
     from medssl.config import load_config
-    from medssl.pipelines.finetune import FinetuneConfig, finetune
+    from medssl.config import FinetuneConfig
+    from medssl.pipelines.finetune import finetune
 
     cfg = load_config(args.config, args.overrides, FinetuneConfig)
     command = " ".join(shlex.quote(p) for p in ["medssl", "finetune", args.config, *args.overrides,

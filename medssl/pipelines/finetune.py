@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medssl.config import DataConfig, TrainConfig, component, save_resolved
+from medssl.config import FinetuneConfig, save_resolved
 from medssl.utils.device import resolve_device
-from medssl.errors import ConfigError
 from medssl.eval.cv import EXTERNAL, INTERNAL, TRAIN, Fold
 from medssl.models.encoder_io import load_encoder
 from medssl.pipelines import finetune_splits as splits
@@ -56,59 +54,6 @@ from medssl.pipelines.finetune_report import (
 from medssl.pipelines.common import prepare_run_dir
 from medssl.utils.io import atomic_path, write_json
 from medssl.utils.repro import environment_info, seed_everything
-
-
-@dataclasses.dataclass
-class TaskConfig:
-    """Which diagnosis labels (the manifest's ``diagnosis`` column) are classified."""
-
-    positive: str | None = "scz"  # binary: the positive class
-    control: str = "control"  # class 0
-    classes: list[str] | None = None  # multiclass instead of binary: labels besides control
-
-
-@dataclasses.dataclass
-class FinetuneTrainConfig(TrainConfig):
-    """The engine's ``TrainConfig`` plus the sizes of the label-fraction curve."""
-
-    epochs: int = 50
-    n_labelled: list[int] | None = None  # labelled training participants per point (None = all)
-    patience: int = 10  # early stopping: epochs without a better validation AUC
-
-
-@dataclasses.dataclass
-class FinetuneSection:
-    """Recipe, splits, repeats and safeguards of ``medssl finetune``."""
-
-    recipe: typing.Literal["linear", "partial", "full"] = "full"
-    lr_decay: float = 0.75  # layer-wise lr decay per backbone stage (1 = off)
-    partial_stages: int = 2  # partial: how many last backbone stages are unfrozen
-    unfreeze: list[str] | None = None  # partial: explicit parameter-name prefixes instead
-    dropout: float = 0.0
-    balance: typing.Literal["loss", "oversample", "none"] = "loss"
-    linear_C: list[float] = dataclasses.field(default_factory=lambda: [0.001, 0.01, 0.1, 1.0, 10.0])
-    splits: typing.Literal["auto", "fixed", "hold_out_sites", "site_kfold", "leave_sites_out"] = "auto"
-    n_external_sites: int = 1  # hold_out_sites / site_kfold / leave_sites_out
-    internal_fraction: float = 0.2  # share of training-site participants in the internal test
-    n_folds: int = 5  # site_kfold / leave_sites_out
-    val_fraction: float = 0.2  # of the training participants, for early stopping
-    repeats: int = 3  # seeds train.seed, train.seed + 1, ...
-    ensemble: int = 1  # models averaged per repeat (deep ensemble)
-    leakage: typing.Literal["error", "warn", "off"] = "error"
-    pretrain_cohort: str | None = None  # overrides the encoder card's cohort for the leakage guard
-
-
-@dataclasses.dataclass
-class FinetuneConfig:
-    """``medssl finetune``: encoder (or scratch backbone) + linear head on a clinical cohort."""
-
-    data: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(source="synthetic:scz"))
-    task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
-    init: str | list[str] = "scratch"  # encoder.pt / run folder / scratch, or a list of them
-    model: dict[str, Any] = component("densenet121_3d", "BACKBONES")  # the scratch backbone
-    finetune: FinetuneSection = dataclasses.field(default_factory=FinetuneSection)
-    train: FinetuneTrainConfig = dataclasses.field(default_factory=FinetuneTrainConfig)
-    out: str = "runs/finetune"
 
 
 def _fit_predict(init: Init, cfg: FinetuneConfig, parts: dict[str, np.ndarray], labels: np.ndarray,
@@ -190,7 +135,6 @@ def _load_unit(work: Path) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, 
 def finetune(cfg: FinetuneConfig, *, overwrite: bool = False, command: str | None = None) -> Path:
     """Run every (init, size, fold, repeat) of ``cfg``; returns the run folder holding ``metrics.json``
     (``command``, the command line that ran it, is quoted in ``report.md``)."""
-    _check(cfg)
     run_dir = Path(cfg.out)
     device = resolve_device(cfg.train.device)
     cohort = open_task_cohort(cfg.data)
@@ -276,18 +220,3 @@ def _write_outputs(run_dir: Path, cfg: FinetuneConfig, classes: list[str], inits
     write_json(run_dir / "metrics.json", metrics)
 
 
-def _check(cfg: FinetuneConfig) -> None:
-    if cfg.data.cache != "none":
-        raise ConfigError(f"data.cache={cfg.data.cache} is read by medssl pretrain only; fine-tuning reads its "
-                          "cohort through a DataLoader: set data.cache=none")
-    ft = cfg.finetune
-    if ft.repeats < 1 or ft.ensemble < 1:
-        raise ConfigError("finetune.repeats and finetune.ensemble must be >= 1, "
-                          f"got {ft.repeats}, {ft.ensemble}")
-    if ft.recipe == "linear" and ft.ensemble > 1:
-        raise ConfigError("finetune.ensemble > 1 needs recipe partial or full: the linear recipe's "
-                          "logistic head is deterministic, its ensemble members would be identical")
-    sizes = cfg.train.n_labelled
-    if sizes is not None and (not sizes or sorted(sizes) != list(sizes) or min(sizes) < 1):
-        raise ConfigError("train.n_labelled must be increasing positive sizes, e.g. [100, 300, 500]; "
-                          f"got {sizes}")

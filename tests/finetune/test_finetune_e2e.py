@@ -78,7 +78,8 @@ def test_full_finetune_scratch_and_encoder(scz_manifest: Path, clean_encoder: Pa
 
 def test_linear_recipe_label_fraction_curve(scz_manifest: Path, clean_encoder: Path, tmp_path: Path) -> None:
     from medssl.config import load_config
-    from medssl.pipelines.finetune import FinetuneConfig, finetune
+    from medssl.config import FinetuneConfig
+    from medssl.pipelines.finetune import finetune
 
     cfg = load_config("configs/finetune/scz.yaml", overrides(
         scz_manifest, tmp_path / "lin", f"init=[scratch,{clean_encoder}]", "finetune.recipe=linear",
@@ -95,7 +96,8 @@ def test_linear_recipe_label_fraction_curve(scz_manifest: Path, clean_encoder: P
 
 def test_partial_recipe_with_deep_ensemble(scz_manifest: Path, clean_encoder: Path, tmp_path: Path) -> None:
     from medssl.config import load_config
-    from medssl.pipelines.finetune import FinetuneConfig, finetune
+    from medssl.config import FinetuneConfig
+    from medssl.pipelines.finetune import finetune
 
     cfg = load_config("configs/finetune/scz.yaml", overrides(
         scz_manifest, tmp_path / "ens", f"init={clean_encoder}", "finetune.recipe=partial",

@@ -12,7 +12,8 @@ from finetune_helpers import make_encoder, overrides, write_pretrain_manifest
 
 from medssl.config import load_config
 from medssl.errors import ConfigError, DataError, LeakageError
-from medssl.pipelines.finetune import FinetuneConfig, finetune
+from medssl.config import FinetuneConfig
+from medssl.pipelines.finetune import finetune
 from medssl.pipelines.finetune_init import build_classifier, guard_leakage, open_task_cohort, resolve_inits
 
 

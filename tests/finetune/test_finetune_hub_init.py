@@ -11,7 +11,7 @@ from finetune_helpers import make_encoder, overrides
 import medssl.models.encoder_io as encoder_io
 from medssl.config import load_config
 from medssl.errors import ConfigError
-from medssl.pipelines.finetune import FinetuneConfig
+from medssl.config import FinetuneConfig
 from medssl.pipelines.finetune_init import build_classifier, guard_leakage, open_task_cohort, resolve_inits
 from medssl.pipelines.hub_export import export_hub
 

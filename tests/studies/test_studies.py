@@ -128,7 +128,7 @@ def test_load_study_rejects_bad_configs(tmp_path: Path) -> None:
 
 
 def test_every_experiment_config_resolves(tmp_path: Path) -> None:
-    from medssl.pipelines.studies.config import pretrain_config
+    from medssl.config import pretrain_config
 
     for path in sorted(EXP.glob("*.yaml")):
         cfg = load_study(path)

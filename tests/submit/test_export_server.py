@@ -13,7 +13,6 @@ import ast
 import os
 import pickle
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 

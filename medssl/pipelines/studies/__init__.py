@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from medssl.pipelines.studies.config import STUDIES, StudyConfig, load_study
+from medssl.config import STUDIES, StudyConfig, load_study
 from medssl.pipelines.studies.common import Budget, data_lines, open_study_folder, verdict_lines
 from medssl.utils.io import atomic_path, write_json, write_text
 

@@ -13,7 +13,7 @@ import yaml
 
 from medssl.config import to_dict
 from medssl.errors import DataError, MedsslError, OutputExistsError
-from medssl.pipelines.studies.config import StudyConfig, pretrain_config
+from medssl.config import StudyConfig, pretrain_config
 from medssl.utils.io import ensure_writable, write_text
 
 CHALLENGE_KEYS = ("mae_internal", "rmse_internal", "mae_external", "bacc_site", "site_chance",

@@ -25,7 +25,7 @@ from medssl.pipelines.studies.common import (
     run_arm,
     study_cohort,
 )
-from medssl.pipelines.studies.config import StudyConfig
+from medssl.config import StudyConfig
 
 KEYS = ("mae_internal", "mae_external", "bacc_site", "challenge_score")
 PUBLISHED = """Published numbers (seed lecture 3.5 / Barbano et al. 2023; real OpenBHB, 5330 VBM scans of 121x145x121,

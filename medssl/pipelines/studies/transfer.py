@@ -28,7 +28,7 @@ from medssl.pipelines.studies.common import (
     pm_table,
     study_cohort,
 )
-from medssl.pipelines.studies.config import StudyConfig, pretrain_config, resolve_file
+from medssl.config import StudyConfig, pretrain_config, resolve_file
 
 KEYS = ("auc_internal", "auc_external")
 PUBLISHED = """Published AUC % (seed lecture 3.4, Dufumier et al.; real data, DenseNet121 pretrained on 8754 healthy
@@ -81,7 +81,8 @@ def task_cohort(cfg: StudyConfig, task: str, out: Path, data: Path) -> Path:
 def finetune_task(cfg: StudyConfig, task: str, source: Path, inits: list[str], model: dict[str, Any],
                   seed: int, run_dir: Path) -> dict[str, Any]:
     """One ``finetune`` call (all inits, every size, one repeat at ``seed``); returns its metrics.json."""
-    from medssl.pipelines.finetune import FinetuneConfig, finetune
+    from medssl.config import FinetuneConfig
+    from medssl.pipelines.finetune import finetune
 
     if (run_dir / "metrics.json").is_file():
         return json.loads((run_dir / "metrics.json").read_text())

@@ -13,7 +13,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from medssl.config import PretrainConfig, from_dict, load_config, load_yaml, merge
+from medssl.config.core import from_dict, load_config, load_yaml, merge
+from medssl.config.pretrain import PretrainConfig
 from medssl.errors import ConfigError
 
 STUDIES = ("regression", "transfer", "sensitivity")
@@ -123,7 +124,7 @@ def resolve_file(path: str | Path) -> Path:
     path = Path(path)
     if path.is_file() or path.is_absolute():
         return path
-    repo = Path(__file__).resolve().parents[3] / path
+    repo = Path(__file__).resolve().parents[2] / path
     return repo if repo.is_file() else path
 
 
