@@ -25,8 +25,10 @@ import medssl.methods  # noqa: F401  (registers the siamese method)
 from medssl.config import ObjectiveConfig
 from medssl.engine.grad_cache import grad_cache_step
 from medssl.engine.optim import build_optimizer
-from medssl.pipelines.common import build_backbone, build_head, build_objective
-from medssl.registry import BACKBONES, METHODS, VIEWS
+from medssl.methods import build_method as build_method_by_name
+from medssl.models import build_backbone, build_head
+from medssl.pipelines.common import build_objective
+from medssl.registry import BACKBONES, VIEWS
 
 HEAD = {"name": "mlp", "hidden_dims": [512], "out_dim": 128}
 LOSS = {"name": "yaware", "temperature": 0.1, "sigma": 5.0, "kernel": "rbf"}  # on age (label= below)
@@ -65,13 +67,13 @@ def build_method(
     stem_space_to_depth: bool = True,
 ) -> nn.Module:
     """The siamese method of the pretrain pipeline: backbone -> MLP head 512-128 -> y-aware loss."""
-    spec: dict[str, Any] = {"name": backbone}
+    kwargs: dict[str, Any] = {}
     if "stem_space_to_depth" in inspect.signature(BACKBONES.get(backbone)).parameters:
-        spec["stem_space_to_depth"] = stem_space_to_depth
-    net = build_backbone(spec, checkpointing)
-    head = build_head(HEAD, net.num_features)
+        kwargs["stem_space_to_depth"] = stem_space_to_depth
+    net = build_backbone(backbone, activation_checkpointing=checkpointing, **kwargs)
+    head = build_head(HEAD["name"], net.num_features, **{k: v for k, v in HEAD.items() if k != "name"})
     objective = build_objective(loss or LOSS, {"name": "none"}, ObjectiveConfig(label="age"))
-    return METHODS.get("siamese")(backbone=net, head=head, loss=objective, label="age")
+    return build_method_by_name("siamese", net, head, objective, label="age")
 
 
 def fake_meta(n: int, device: torch.device) -> dict[str, torch.Tensor]:

@@ -83,11 +83,11 @@ def tiny_step(config: Path, steps: int) -> dict[str, Any]:
 
     from medssl.config import PretrainConfig, load_config
     from medssl.engine.optim import build_optimizer
-    from medssl.pipelines.pretrain import build_method
+    from medssl.pipelines.pretrain import method_from_config
     from medssl.registry import VIEWS
 
     cfg = load_config(config, [], PretrainConfig)
-    method = build_method(cfg)
+    method = method_from_config(cfg)
     views_spec = {k: v for k, v in cfg.views.items() if k not in ("name", "backend")}
     aug = VIEWS.build(cfg.views["name"], **views_spec)
     params = [p for p in method.parameters() if p.requires_grad]

@@ -1,4 +1,4 @@
-"""Every ``>>>`` example in medssl's docstrings runs, as written, and gives what it shows."""
+"""Every ``>>>`` example in medssl's docstrings and in the README runs, as written, and gives what it shows."""
 
 from __future__ import annotations
 
@@ -24,3 +24,9 @@ def test_the_examples_are_found() -> None:
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.attempted > 0 and result.failed == 0, f"{name}: {result.failed} of {result.attempted} failed"
+
+
+def test_readme_examples() -> None:
+    readme = PACKAGE.parent / "README.md"
+    result = doctest.testfile(str(readme), module_relative=False, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 10 and result.failed == 0, f"README: {result.failed} of {result.attempted} failed"

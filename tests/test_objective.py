@@ -15,7 +15,7 @@ import yaml
 from medssl.cli import main
 from medssl.config import PretrainConfig, load_config
 from medssl.errors import ConfigError, MedsslWarning
-from medssl.pipelines.pretrain import build_method
+from medssl.pipelines.pretrain import method_from_config
 from medssl.registry import LOSSES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def test_the_renamed_loss_keeps_the_recipes_label() -> None:
     """``medssl pretrain tiny_cpu.yaml loss.name=exp``: L_exp on age, not an unsupervised run."""
     cfg = load_config(TINY, ["loss.name=exp"], PretrainConfig)
     assert cfg.loss == {"name": "exp"} and cfg.objective.label == "age"
-    assert build_method(cfg).label == "age"
+    assert method_from_config(cfg).label == "age"
 
 
 def test_fairkl_without_a_bias_is_refused_when_read_and_no_folder_is_written(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -86,7 +86,7 @@ def test_matrix_of_losses_regularizers_and_labels(loss: str, regularizer: str) -
                     load_config(TINY, args, PretrainConfig)
                 continue
             cfg = load_config(TINY, args, PretrainConfig)
-        method = build_method(cfg)
+        method = method_from_config(cfg)
         y = batch["age"] if label == "age" else None
         site = batch["site"] if bias == "site" else None
         want = 0.5 * LOSSES.build(loss, **without_name(cfg.loss))(z1, z2, y, site)
@@ -132,14 +132,14 @@ def test_a_supervised_method_needs_a_label() -> None:
         load_config(TINY, [*base, "objective.label=null"], PretrainConfig)
     with pytest.raises(ConfigError, match="cannot train without a label"):
         load_config(TINY, [*base, "objective.label=instance"], PretrainConfig)
-    assert build_method(load_config(TINY, base, PretrainConfig)).label == "age"
+    assert method_from_config(load_config(TINY, base, PretrainConfig)).label == "age"
 
 
 def test_an_unused_label_is_a_warning_and_instance_is_explicit() -> None:
     with pytest.warns(MedsslWarning, match="objective.label=age is read by no component"):
         load_config(TINY, ["loss.name=infonce"], PretrainConfig)
     cfg = load_config(TINY, ["loss.name=exp", "objective.label=instance"], PretrainConfig)
-    assert build_method(cfg).label is None  # instance discrimination, asked for
+    assert method_from_config(cfg).label is None  # instance discrimination, asked for
 
 
 def test_old_keys_move_over_with_one_warning_each(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from medssl.eval import probes  # noqa: F401  (registers openbhb_age, openbhb_site and the alternatives)
 from medssl.eval.combat import ComBat
+from medssl.eval.encoder import challenge_metrics, evaluate_encoder
 from medssl.eval.cv import Fold, check_fold, fixed_fold, leave_sites_out, make_folds, site_stratified_kfold
 from medssl.eval.features import Embedder, extract_features
 from medssl.eval.frozen import FrozenWeightsError, assert_frozen, state_digest
@@ -33,7 +34,9 @@ __all__ = [
     "assert_frozen",
     "balanced_accuracy",
     "challenge_score",
+    "challenge_metrics",
     "check_fold",
+    "evaluate_encoder",
     "extract_features",
     "fixed_fold",
     "leave_sites_out",

@@ -15,3 +15,7 @@ from medssl.methods import (  # noqa: F401  (registration side effects)
     vae,
     vicreg,
 )
+from medssl.methods.base import Method
+from medssl.methods.build import build_method
+
+__all__ = ["Method", "build_method"]

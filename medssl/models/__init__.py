@@ -7,4 +7,7 @@ in ``BACKBONES`` and ``mlp``, ``linear``, ``identity`` in ``HEADS``.
 from __future__ import annotations
 
 from medssl.models import backbones, heads, tiny  # noqa: F401  (registration side effects)
-from medssl.models.encoder_io import load_encoder, save_encoder  # noqa: F401
+from medssl.models.build import available_backbones, build_backbone, build_head
+from medssl.models.encoder_io import load_encoder, save_encoder
+
+__all__ = ["available_backbones", "build_backbone", "build_head", "load_encoder", "save_encoder"]

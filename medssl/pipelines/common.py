@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ from torch import nn
 
 from medssl.config import DataConfig, ObjectiveConfig, component_kwargs, load_yaml, to_dict
 from medssl.errors import OutputExistsError
-from medssl.registry import BACKBONES, HEADS, LOSSES
+from medssl.registry import LOSSES
 from medssl.utils.io import ensure_writable, write_text
 
 
@@ -22,21 +21,6 @@ def open_configured_cohort(data: DataConfig) -> Any:
     if data.source == "synthetic":
         source = ensure_synthetic(n_subjects=data.synthetic_subjects, shape=tuple(data.synthetic_shape))
     return open_cohort(source, modality=data.modality, data_root=data.data_root)
-
-
-def build_backbone(spec: dict[str, Any], activation_checkpointing: bool = False) -> nn.Module:
-    """A registered backbone from ``{"name", **kwargs}``; checkpointing is passed where supported."""
-    kwargs = component_kwargs(spec)
-    factory = BACKBONES.get(spec["name"])
-    if activation_checkpointing and "activation_checkpointing" in inspect.signature(factory).parameters:
-        kwargs.setdefault("activation_checkpointing", True)
-    return factory(**kwargs)
-
-
-def build_head(spec: dict[str, Any], in_dim: int) -> nn.Module:
-    if spec["name"] == "none":
-        return nn.Identity()
-    return HEADS.build(spec["name"], in_dim=in_dim, **component_kwargs(spec))
 
 
 def build_objective(loss: dict[str, Any], regularizer: dict[str, Any],

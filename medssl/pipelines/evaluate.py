@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 
 from medssl.data import SPLITS, require_labels
-from medssl.errors import ConfigError, DataError
-from medssl.eval.cv import make_folds
+from medssl.errors import ConfigError
+from medssl.eval.encoder import challenge_metrics, cohort_folds
 from medssl.eval.features import extract_features, view_pair_features
 from medssl.utils.device import resolve_device
 from medssl.eval.frozen import FrozenWeightsError, state_digest
 from medssl.eval.metrics import alignment, uniformity
 from medssl.eval.probes import ALTERNATIVE_PROBES
-from medssl.eval.protocol import average_folds, per_site_table, score_fold
+from medssl.eval.protocol import average_folds, per_site_table
 from medssl.utils.io import atomic_path, ensure_writable, write_json, write_text
 from medssl.utils.repro import environment_info
 
@@ -53,12 +53,6 @@ def _dataset(cohort: Any, card: dict[str, Any]) -> Any:
     shape = prep.get("shape") or card.get("input_shape")
     return CohortDataset(cohort, shape=shape, resize=prep.get("resize", "crop_pad"),
                          normalize=prep.get("normalize", "zscore"))
-
-
-def _score_all(X: np.ndarray, meta: pd.DataFrame, folds: list[Any], n_jobs: int | None,
-               age_probe: str = "openbhb_age", site_probe: str = "openbhb_site") -> tuple[list[dict], list[pd.DataFrame]]:
-    scored = [score_fold(X, meta, fold, age_probe, site_probe, n_jobs) for fold in folds]
-    return [m for m, _ in scored], [p.assign(fold=fold.name) for (_, p), fold in zip(scored, folds)]
 
 
 def evaluate(
@@ -107,15 +101,8 @@ def evaluate(
     dataset = _dataset(cohort, card)
     dev = resolve_device(device)
     X, meta = extract_features(encoder, dataset, dev, batch_size, num_workers, progress)
-    if not np.isfinite(X).all():
-        raise DataError("the encoder produced NaN/inf features; check the weights and the input intensities")
-    requested_cv = cv_kwargs
-    cv_kwargs = dict(cv_kwargs or {})
-    if cv == "site_kfold":  # the cohort's unseen sites stay external unless told otherwise
-        cv_kwargs.setdefault("external_sites", list(cohort.unseen_sites))
-    folds = make_folds(cohort.table, cv, **cv_kwargs)
-    per_fold, preds = _score_all(X, meta, folds, n_jobs)
-    metrics: dict[str, Any] = average_folds(per_fold)
+    folds = cohort_folds(cohort, cv, cv_kwargs)
+    metrics, per_fold, predictions = challenge_metrics(X, meta, folds, n_jobs)
 
     metrics.update(_geometry(encoder, dataset, X, folds[0].internal_test, alignment_views, dev, batch_size, seed))
     if alt_probes:
@@ -128,11 +115,11 @@ def evaluate(
         raise FrozenWeightsError("encoder state changed during evaluation")
     metrics.update(
         encoder=str(encoder_source), encoder_digest=digest, data_source=str(data_source), cv=cv,
-        settings=eval_settings(cv=cv, cv_kwargs=requested_cv, alignment_views=alignment_views, seed=seed),
+        settings=eval_settings(cv=cv, cv_kwargs=cv_kwargs, alignment_views=alignment_views, seed=seed),
         cohort=repr(cohort), folds=per_fold if len(per_fold) > 1 else None, device=str(dev),
         environment=environment_info(),
     )
-    _write(out, metrics, pd.concat(preds, ignore_index=True), X, meta, cohort.site_names, base)
+    _write(out, metrics, predictions, X, meta, cohort.site_names, base)
     return metrics
 
 
@@ -152,8 +139,8 @@ def _alternatives(X: np.ndarray, meta: pd.DataFrame, folds: list[Any], names: Se
     out = {}
     for name in names:
         pair = ALTERNATIVE_PROBES[name]
-        per_fold, _ = _score_all(X, meta, folds, n_jobs, pair["age"], pair["site"])
-        out[name] = {"label": "NOT the challenge protocol", **{k: average_folds(per_fold).get(k) for k in ALT_KEYS}}
+        mean, _, _ = challenge_metrics(X, meta, folds, n_jobs, pair["age"], pair["site"])
+        out[name] = {"label": "NOT the challenge protocol", **{k: mean.get(k) for k in ALT_KEYS}}
     return out
 
 

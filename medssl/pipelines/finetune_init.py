@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from medssl.config import DataConfig
+from medssl.config import DataConfig, component_kwargs
 from medssl.errors import ConfigError, LeakageError
-from medssl.pipelines.common import build_backbone, open_configured_cohort
+from medssl.models import build_backbone
+from medssl.pipelines.common import open_configured_cohort
 from medssl.registry import METHODS
 
 SYNTHETIC_PREFIX = "synthetic:"
@@ -37,7 +38,8 @@ class Init:
     def backbone(self, cfg: Any) -> nn.Module:
         """A fresh backbone: random (scratch) or the encoder's weights (strict keys, weights_only)."""
         if self.card is None:
-            return build_backbone(cfg.model, cfg.train.activation_checkpointing)
+            return build_backbone(cfg.model["name"], activation_checkpointing=cfg.train.activation_checkpointing,
+                                  **component_kwargs(cfg.model))
         from medssl.models.encoder_io import load_encoder
 
         return load_encoder(self.source)[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -17,54 +16,32 @@ from medssl.engine.train import train_loop
 from medssl.errors import ConfigError, DataError
 from medssl.models.backbones import COMPUTE_ONLY_KWARGS
 from medssl.models.encoder_io import save_encoder
+from medssl.methods import build_method
+from medssl.models import build_backbone, build_head
 from medssl.pipelines.common import (
-    build_backbone,
-    build_head,
     build_objective,
     open_configured_cohort,
     prepare_run_dir,
 )
-from medssl.registry import METHODS, VIEWS
+from medssl.transforms import build_views
 from medssl.utils.device import resolve_device
 from medssl.utils.repro import environment_info, seed_everything
 
 
-class TwoViewsTransform:
-    """Per-sample CPU path: apply a MONAI view pipeline twice to ``sample["image"]`` -> ``"views"``."""
-
-    def __init__(self, transform: Any, n_views: int = 2) -> None:
-        self.transform, self.n_views = transform, n_views
-
-    def set_random_state(self, seed: int | None = None, state: Any = None) -> TwoViewsTransform:
-        """Reseed the MONAI pipeline (the training loop does it per item, see engine/sampling.py)."""
-        self.transform.set_random_state(seed=seed, state=state)
-        return self
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        views = [torch.as_tensor(self.transform({"image": sample["image"]})["image"])
-                 for _ in range(self.n_views)]
-        return {**sample, "views": views}
-
-
-def build_method(cfg: PretrainConfig, input_shape: list[int] | None = None) -> torch.nn.Module:
+def method_from_config(cfg: PretrainConfig, input_shape: list[int] | None = None) -> torch.nn.Module:
     """Backbone, head, objective and method from the config (the only place they meet).
 
     ``input_shape`` (D, H, W) of the training volumes is handed to methods that reconstruct them
     (Model Genesis, VAE) unless the config sets ``method.input_shape``.
     """
-    backbone = build_backbone(cfg.model, cfg.train.activation_checkpointing)
-    head = build_head(cfg.head, backbone.num_features)
+    backbone = build_backbone(cfg.model["name"], activation_checkpointing=cfg.train.activation_checkpointing,
+                              **component_kwargs(cfg.model))
+    head = build_head(cfg.head["name"], backbone.num_features, **component_kwargs(cfg.head))
     objective = build_objective(cfg.loss, cfg.regularizer, cfg.objective)
-    factory = METHODS.get(cfg.method["name"])
-    kwargs = component_kwargs(cfg.method)
-    params = inspect.signature(factory).parameters
-    if "label" in params:  # what the objective reads: checked against the components when read
-        kwargs["label"] = cfg.objective.batch_label
-    if "bias" in params:
-        kwargs["bias"] = cfg.objective.bias
-    if "input_shape" in params and (input_shape or cfg.data.shape):
-        kwargs.setdefault("input_shape", list(input_shape or cfg.data.shape))
-    return factory(backbone=backbone, head=head, loss=objective, **kwargs)
+    # label and bias: what the objective reads, checked against the components when the config was read
+    return build_method(cfg.method["name"], backbone, head, objective, label=cfg.objective.batch_label,
+                        bias=cfg.objective.bias, input_shape=input_shape or cfg.data.shape,
+                        **component_kwargs(cfg.method))
 
 
 def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
@@ -77,12 +54,14 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
         from medssl.data import CohortDataset
 
         cohort = open_configured_cohort(cfg.data)
-        transform, augment = build_views(cfg.views, device)
+        views = component_kwargs(cfg.views)
+        transform, augment = build_views(cfg.views["name"], backend=views.pop("backend", "torch"), device=device,
+                                         **views)
         train_set = CohortDataset(cohort.select([cfg.data.train_split]), transform=transform,
                                   shape=cfg.data.shape, resize=cfg.data.resize, cache_dir=cfg.data.cache_dir)
         input_shape = list(cfg.data.shape or cohort.image_shape)
         try:
-            method = build_method(cfg, input_shape)
+            method = method_from_config(cfg, input_shape)
         except (ValueError, TypeError) as exc:  # a component refused its settings
             raise ConfigError(f"invalid settings in the config (model/head/method/loss/regularizer): {exc}") \
                 from exc
@@ -122,24 +101,6 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
     finally:
         shutdown_distributed()
     return run_dir
-
-
-def build_views(views_cfg: dict[str, Any], device: torch.device) -> tuple[Any, Any]:
-    """``(per-sample CPU transform, batched device augmenter)``, one of them None, from ``views``."""
-    views = dict(views_cfg)
-    backend = views.pop("backend", "torch")
-    preset = views.pop("name")
-    if backend not in ("torch", "monai"):
-        raise ConfigError(f"views.backend={backend!r} must be 'torch' (batched on the device) or 'monai' "
-                          "(per sample, in the DataLoader workers)")
-    try:
-        if backend == "monai":
-            from medssl.transforms import monai_view_transform
-
-            return TwoViewsTransform(monai_view_transform(preset, **views)), None
-        return None, VIEWS.build(preset, **views).to(device)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"invalid views settings: {exc}") from exc
 
 
 def check_labels(cohort: Any, roles: dict[str, str | None]) -> None:

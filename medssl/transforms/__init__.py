@@ -19,6 +19,7 @@ On CPU the torch path is also faster per volume than MONAI's (see ``benchmarks/b
 from __future__ import annotations
 
 from medssl.transforms.base import RandomOp
+from medssl.transforms.build import TwoViewsTransform, build_views
 from medssl.transforms.monai_views import monai_transform, monai_view_transform
 from medssl.transforms.views import PRESETS, OpSpec, ViewAugmenter, preset_ops
 
@@ -26,7 +27,9 @@ __all__ = [
     "PRESETS",
     "OpSpec",
     "RandomOp",
+    "TwoViewsTransform",
     "ViewAugmenter",
+    "build_views",
     "monai_transform",
     "monai_view_transform",
     "preset_ops",

@@ -12,7 +12,7 @@ from test_train_loop import ToyVolumes, cfg, make_method, state_of
 from medssl.engine.sampling import ResumableSampler, SeededItems, sample_seed
 from medssl.engine.train import train_loop
 from medssl.methods.siamese import SiameseContrastive
-from medssl.pipelines.pretrain import TwoViewsTransform
+from medssl.transforms import TwoViewsTransform
 from medssl.transforms import monai_view_transform
 
 

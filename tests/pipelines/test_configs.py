@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medssl.config import PretrainConfig, load_config
-from medssl.pipelines.pretrain import build_method
+from medssl.pipelines.pretrain import method_from_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PRETRAIN_CONFIGS = sorted((ROOT / "configs" / "pretrain").glob("*.yaml")) + [
@@ -19,7 +19,7 @@ PRETRAIN_CONFIGS = sorted((ROOT / "configs" / "pretrain").glob("*.yaml")) + [
 @pytest.mark.parametrize("path", PRETRAIN_CONFIGS, ids=lambda p: p.stem)
 def test_pretrain_config_builds(path: Path) -> None:
     cfg = load_config(path, ["data.shape=[32,32,32]"], PretrainConfig)
-    method = build_method(cfg)
+    method = method_from_config(cfg)
     assert method.backbone.num_features > 0
     # one forward of the method on a tiny batch gives a finite loss (small input: a smoke check)
     x = torch.randn(4, 1, 32, 32, 32)

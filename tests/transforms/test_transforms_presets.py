@@ -156,7 +156,7 @@ def test_monai_blur_samples_the_gaussian_as_the_torch_path_does() -> None:
 def test_monai_views_draw_apply_decisions_and_parameters_independently() -> None:
     """Reseeded per item (as the training loop does), MONAI's dict transforms gave their inner transform
     the same seed: noise was applied only with std < 0.55, and view 2's blur hinged on view 1's."""
-    from medssl.pipelines.pretrain import TwoViewsTransform
+    from medssl.transforms import TwoViewsTransform
 
     views = TwoViewsTransform(monai_view_transform("yaware", p=0.5))
     noise = next(t for t in views.transform.transforms if "Noise" in type(t).__name__)
