@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
+
+from medssl.losses.core import check_number
 
 
 class CombinedObjective(nn.Module):
@@ -37,19 +37,12 @@ class CombinedObjective(nn.Module):
         lam: float = 0.0,
     ) -> None:
         super().__init__()
-        for name, value in (("alpha", alpha), ("lam", lam)):
-            if (
-                not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if not isinstance(loss, nn.Module):
             raise ValueError(f"loss must be an nn.Module, got {type(loss).__name__}")
         self.loss = loss
         self.regularizer = regularizer
-        self.alpha = float(alpha)
-        self.lam = float(lam)
+        self.alpha = check_number("alpha", alpha)
+        self.lam = check_number("lam", lam)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, lam={self.lam}"

@@ -43,9 +43,20 @@ def masked_logsumexp(
     return x.masked_fill(~mask, NEG).logsumexp(dim, keepdim=keepdim)
 
 
-def check_positive(name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+def check_number(name: str, value: float, *, positive: bool = False) -> float:
+    """``value`` as a float when it is a finite number, > 0 (``positive``) or >= 0; else ``ValueError``.
+
+    Examples:
+        >>> check_number("epsilon", 0)
+        0.0
+        >>> check_number("temperature", float("nan"), positive=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: temperature must be a finite number > 0, got nan
+    """
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or (value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
     return float(value)
 
 
@@ -92,11 +103,11 @@ class KernelInfoNCE(nn.Module):
         gather: bool = True,
     ) -> None:
         super().__init__()
-        self.temperature = check_positive("temperature", temperature)
+        self.temperature = check_number("temperature", temperature, positive=True)
         self.base_temperature = (
             None
             if base_temperature is None
-            else check_positive("base_temperature", base_temperature)
+            else check_number("base_temperature", base_temperature, positive=True)
         )
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         self.normalize = check_choice("normalize", normalize, ("row", "col"))
@@ -180,3 +191,32 @@ class KernelInfoNCE(nn.Module):
             masked_logsumexp(s, others, 1, keepdim=True),
             others.any(1, keepdim=True),
         )
+
+
+class DiracInfoNCE(KernelInfoNCE):
+    """The core with its kernel fixed to ``dirac`` (same label, or same subject without ``y``): the base of
+    SimCLR's ``infonce`` and of ``supcon``. Hyper-parameters: ``temperature``, ``base_temperature``,
+    ``reduction``, ``gather`` (see :class:`KernelInfoNCE`)."""
+
+    def __init__(self, temperature: float = 0.1, base_temperature: float | None = None, reduction: str = "mean",
+                 gather: bool = True) -> None:
+        super().__init__(temperature, base_temperature, reduction, "dirac", None, "row", gather)
+
+    def _repr_keys(self) -> list[str]:
+        return []
+
+
+class KernelRegressionLoss(KernelInfoNCE):
+    """The core for contrastive regression (``thr``, ``exp``): row-normalised kernel weights, rbf with
+    ``sigma`` = 2 (years) by default, and the paper's or the authors' code ``variant``."""
+
+    def __init__(self, temperature: float = 0.1, sigma: SigmaLike | None = None, kernel: KernelLike = "rbf",
+                 variant: str = "paper", base_temperature: float | None = None, reduction: str = "mean",
+                 gather: bool = True) -> None:
+        if sigma is None and not callable(kernel):
+            sigma = 2.0
+        super().__init__(temperature, base_temperature, reduction, kernel, sigma, "row", gather)
+        self.variant = check_choice("variant", variant, ("paper", "code"))
+
+    def _repr_keys(self) -> list[str]:
+        return ["kernel", "sigma", "variant"]

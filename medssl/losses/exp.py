@@ -12,13 +12,13 @@ import torch
 from torch import Tensor
 
 from medssl.losses.batch import ContrastBatch
-from medssl.losses.core import NEG, KernelInfoNCE, check_choice, masked_logsumexp
+from medssl.losses.core import NEG, KernelRegressionLoss, masked_logsumexp
 from medssl.losses.kernels import KernelLike, SigmaLike
 from medssl.registry import LOSSES
 
 
 @LOSSES.register("exp")
-class ExpKernelLoss(KernelInfoNCE):
+class ExpKernelLoss(KernelRegressionLoss):
     """L_exp with row-normalised weights ``Wn_ak = K_ak / sum_{c != a} K_ac``.
 
     ``variant="paper"`` (the seed's formula):
@@ -44,16 +44,11 @@ class ExpKernelLoss(KernelInfoNCE):
         reduction: str = "mean",
         gather: bool = True,
     ) -> None:
-        if sigma is None and not callable(kernel):
-            sigma = 2.0
-        super().__init__(
-            temperature, base_temperature, reduction, kernel, sigma, "row", gather
-        )
-        self.variant = check_choice("variant", variant, ("paper", "code"))
+        super().__init__(temperature, sigma, kernel, variant, base_temperature, reduction, gather)
         self.exclude_positive = bool(exclude_positive)
 
     def _repr_keys(self) -> list[str]:
-        return ["kernel", "sigma", "variant", "exclude_positive"]
+        return [*super()._repr_keys(), "exclude_positive"]
 
     def log_terms(
         self,

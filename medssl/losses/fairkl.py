@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medssl.losses.batch import as_label_matrix, check_pair, compute_dtype, gather_rows, without_autocast
-from medssl.losses.core import check_choice, check_positive
+from medssl.losses.core import check_choice, check_number
 from medssl.losses.kernels import KernelLike, SigmaLike, resolve_kernel
 from medssl.registry import LOSSES
 
@@ -94,11 +94,9 @@ class FairKLRegularizer(nn.Module):
         gather: bool = True,
     ) -> None:
         super().__init__()
-        self.temperature = check_positive("temperature", temperature)
+        self.temperature = check_number("temperature", temperature, positive=True)
         self.mode = check_choice("mode", mode, ("paper", "code"))
-        if not isinstance(kld, (int, float)) or not kld >= 0:
-            raise ValueError(f"kld must be a number >= 0, got {kld!r}")
-        self.kld = float(kld)
+        self.kld = check_number("kld", kld)
         self.kernel = kernel if callable(kernel) else str(kernel)
         self.sigma = sigma
         self.kernel_fn = resolve_kernel(kernel, sigma)
@@ -114,7 +112,7 @@ class FairKLRegularizer(nn.Module):
         self.base_temperature = (
             None
             if base_temperature is None
-            else check_positive("base_temperature", base_temperature)
+            else check_number("base_temperature", base_temperature, positive=True)
         )
         self.reduction = check_choice("reduction", reduction, ("mean",))
         self.gather = bool(gather)

@@ -14,12 +14,12 @@ from typing import Callable
 from torch import Tensor
 
 from medssl.losses.batch import ContrastBatch
-from medssl.losses.core import KernelInfoNCE, masked_logsumexp
+from medssl.losses.core import DiracInfoNCE, masked_logsumexp
 from medssl.registry import LOSSES
 
 
 @LOSSES.register("infonce")
-class InfoNCELoss(KernelInfoNCE):
+class InfoNCELoss(DiracInfoNCE):
     """NT-Xent: ``l_a = -s_aa' + log sum_{b != a} exp(s_ab)`` over the 2N view-major rows.
 
     Published default: SimCLR tau = 0.5 at batch 4096 (tau = 0.1 is medssl's default, the usual choice at
@@ -35,20 +35,6 @@ class InfoNCELoss(KernelInfoNCE):
     """
 
     uses_labels = False
-
-    def __init__(
-        self,
-        temperature: float = 0.1,
-        base_temperature: float | None = None,
-        reduction: str = "mean",
-        gather: bool = True,
-    ) -> None:
-        super().__init__(
-            temperature, base_temperature, reduction, "dirac", None, "row", gather
-        )
-
-    def _repr_keys(self) -> list[str]:
-        return []
 
 
 @LOSSES.register("dcl")

@@ -10,38 +10,23 @@ Positives ``P(a) = {b != a : y_b = y_a}`` (the other view included), negatives `
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from medssl.losses.batch import ContrastBatch
-from medssl.losses.core import KernelInfoNCE, masked_logsumexp
+from medssl.losses.core import DiracInfoNCE, check_number, masked_logsumexp
 from medssl.registry import LOSSES
 
 
 @LOSSES.register("supcon")
-class SupConLoss(KernelInfoNCE):
+class SupConLoss(DiracInfoNCE):
     """SupCon L_out: ``l_a = -1/|P(a)| sum_{p in P(a)} [s_ap - log sum_{b != a} exp(s_ab)]``.
 
     Anchors without positive contribute 0. Published defaults (Khosla 2020): tau = 0.1 (code: 0.07 with
     ``base_temperature=0.07``).
     """
-
-    def __init__(
-        self,
-        temperature: float = 0.1,
-        base_temperature: float | None = None,
-        reduction: str = "mean",
-        gather: bool = True,
-    ) -> None:
-        super().__init__(
-            temperature, base_temperature, reduction, "dirac", None, "row", gather
-        )
-
-    def _repr_keys(self) -> list[str]:
-        return []
 
 
 class _EpsilonLoss(SupConLoss):
@@ -54,13 +39,7 @@ class _EpsilonLoss(SupConLoss):
         gather: bool = True,
     ) -> None:
         super().__init__(temperature, base_temperature, reduction, gather)
-        if (
-            not isinstance(epsilon, (int, float))
-            or not math.isfinite(epsilon)
-            or epsilon < 0
-        ):
-            raise ValueError(f"epsilon must be a finite number >= 0, got {epsilon!r}")
-        self.epsilon = float(epsilon)
+        self.epsilon = check_number("epsilon", epsilon)
 
     def _repr_keys(self) -> list[str]:
         return ["epsilon"]

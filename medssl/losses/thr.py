@@ -12,13 +12,12 @@ import torch
 from torch import Tensor
 
 from medssl.losses.batch import ContrastBatch
-from medssl.losses.core import NEG, KernelInfoNCE, check_choice, masked_logsumexp
-from medssl.losses.kernels import KernelLike, SigmaLike
+from medssl.losses.core import NEG, KernelRegressionLoss, masked_logsumexp
 from medssl.registry import LOSSES
 
 
 @LOSSES.register("thr")
-class ThresholdKernelLoss(KernelInfoNCE):
+class ThresholdKernelLoss(KernelRegressionLoss):
     """L_thr with row-normalised weights ``Wn_ak = K_ak / sum_{c != a} K_ac``.
 
     ``variant="paper"``: ``R_ak = {t != a : K_at < K_ak}``,
@@ -31,26 +30,6 @@ class ThresholdKernelLoss(KernelInfoNCE):
     Vectorised by sorting each anchor's kernel row and a cumulative log-sum-exp: O(N^2 log N), not O(N^3).
     Published defaults (Barbano 2023, OpenBHB): rbf kernel, sigma = 2 (years), tau = 0.1.
     """
-
-    def __init__(
-        self,
-        temperature: float = 0.1,
-        sigma: SigmaLike | None = None,
-        kernel: KernelLike = "rbf",
-        variant: str = "paper",
-        base_temperature: float | None = None,
-        reduction: str = "mean",
-        gather: bool = True,
-    ) -> None:
-        if sigma is None and not callable(kernel):
-            sigma = 2.0
-        super().__init__(
-            temperature, base_temperature, reduction, kernel, sigma, "row", gather
-        )
-        self.variant = check_choice("variant", variant, ("paper", "code"))
-
-    def _repr_keys(self) -> list[str]:
-        return ["kernel", "sigma", "variant"]
 
     def log_terms(
         self,
