@@ -19,10 +19,8 @@ Compute: one extra forward of the encoder (about +1/3 of a step whose backward c
 returning the views of the subjects ``sl`` only (a :data:`ViewMaker`): then the views of one chunk
 exist at a time and the batch costs only its images, at the price of one more augmentation pass per
 chunk (the views of pass 1 are made again in pass 3, the RNG state restored so they are bit-identical).
-Measured on one H100 (resnet18_3d, 1x121x145x121, bf16 autocast, torch 2.11): 256 subjects x 2
-views in chunks of 16 subjects peak at 9.4 GiB (4.2 GiB of it the batch itself; chunks of 32: 14.0
-GiB), 192 volumes/s, against 261 volumes/s and 10.4 GiB for a plain step of 32 subjects. Activation
-checkpointing on top only costs time (143 volumes/s at chunks of 32, 13.7 GiB): use one or the other.
+Its measured memory and speed are in benchmarks/README.md ("Design figures"): activation
+checkpointing on top of it only costs time, so use one or the other.
 
 BatchNorm: every forward normalises with the statistics of its chunk (both views of ``b_c``
 subjects), which is what BatchNorm sees on each GPU under DDP without SyncBatchNorm: a chunk is a

@@ -23,8 +23,8 @@ Opt-in variants of the step:
   wrapped: parameters are broadcast from rank 0 once and gradients averaged after each step.
 - ``train.compile = true``: ``method.backbone.compile()`` (``torch.compile`` in place, default
   inductor backend; state-dict keys unchanged, so checkpoints and ``encoder.pt`` are unaffected).
-  The first steps pay the compilation (20-40 s for resnet18_3d on an H100); not with activation
-  checkpointing (refused: dynamo cannot trace its ``context_fn``).
+  The first steps pay the compilation (benchmarks/README.md); not with activation checkpointing
+  (refused: dynamo cannot trace its ``context_fn``).
 """
 
 from __future__ import annotations

@@ -4,16 +4,14 @@ Which backend (config ``views.backend``):
 
 - ``torch`` (default): ``VIEWS.build(preset, **kw)`` -> :class:`ViewAugmenter`, applied by the training
   loop to whole batches on the GPU with per-sample parameters. DataLoader workers then only read and
-  z-score. This is the path that keeps a GPU fed: two MONAI views cost ~0.2 core-s per subject at 96^3
-  (~0.6 at 121x145x121; MONAI Gaussian noise 124 ms, smoothing 177 ms, affine 345 ms per full volume
-  on this CPU), so 16 CPU workers feed only ~25-80 subjects/s against several hundred vol/s of
-  DenseNet121 training on an H100 (``reference/performance.md`` sections 4 and 6).
+  z-score. This is the path that keeps a GPU fed: per-sample MONAI views on CPU workers cannot keep up
+  with 3D training on a GPU (the costs are in benchmarks/README.md, "Design figures").
 - ``monai``: ``monai_view_transform(preset, **kw)`` -> MONAI ``Compose`` on key ``"image"``, applied per
   sample in CPU workers. For CPU-only training, or to check the torch path against MONAI. Do not feed
   MONAI transforms a batch: they have no per-sample parameters (RandFlip on ``(B, 1, ...)`` silently
   flips the channel axis, noise gets one std for the batch, several fail outright).
 
-On CPU the torch path is also faster per volume than MONAI's (see ``benchmarks/bench_views.py``).
+On CPU the torch path is also faster per volume than MONAI's (``benchmarks/bench_views.py``).
 """
 
 from __future__ import annotations
