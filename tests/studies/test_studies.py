@@ -201,3 +201,13 @@ def test_fairkl_claim_needs_both_bounds_and_says_when_the_margin_beats_seed_nois
     assert v["held"] and v["beyond_noise"]  # room 0.03 > sd 0.01; room 0.5 > pooled sd 0.141
     v = fairkl_at_small_cost(stats({"exp": exp, "exp_fairkl_l1": (0.14, 0.05, 10.5, 0.1)}), fair[:1], chance)
     assert v["held"] and not v["beyond_noise"]  # BAcc room 0.01 < its seed sd 0.05
+
+
+def test_one_seed_makes_no_claim_about_noise() -> None:
+    from medssl.pipelines.studies.common import verdict_lines
+
+    stats = aggregate(pd.DataFrame({"arm": ["a", "b"], "x": [1.0, 4.0]}), ["arm"], ["x"])
+    v = compare(stats, "x", "a", "b")
+    assert v["held"] and v["beyond_noise"] is None and "one seed" in v["detail"]
+    (line,) = verdict_lines([{"hypothesis": "a beats b", **v}])
+    assert line.startswith("- **HELD (one seed: noise unknown)**")

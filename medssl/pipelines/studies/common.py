@@ -195,11 +195,12 @@ def compare(stats: pd.DataFrame, key: str, better: str, worse: str, by: str = "a
     m2, s2 = rows.at[worse, key + "_mean"], rows.at[worse, key + "_std"]
     gap = (m2 - m1) if lower_is_better else (m1 - m2)
     noise = float(np.hypot(s1, s2))
-    return {"held": bool(gap > 0), "beyond_noise": bool(abs(gap) > noise), "gap": float(gap),
+    seeds = int(min(rows.at[better, "n_seeds"], rows.at[worse, "n_seeds"])) if "n_seeds" in rows else 2
+    spread = f"pooled seed sd {noise:.3f}" if seeds >= 2 else "one seed: the seed spread is unknown"
+    return {"held": bool(gap > 0), "beyond_noise": bool(abs(gap) > noise) if seeds >= 2 else None, "gap": float(gap),
             "noise": noise,
             "detail": f"{key}: {better} {m1:.3f} ± {s1:.3f} vs {worse} {m2:.3f} ± {s2:.3f} "
-                      f"(gap {abs(gap):.3f} in favour of {better if gap > 0 else worse}; "
-                      f"pooled seed sd {noise:.3f})"}
+                      f"(gap {abs(gap):.3f} in favour of {better if gap > 0 else worse}; {spread})"}
 
 
 def verdict_lines(hypotheses: list[dict[str, Any]]) -> list[str]:
@@ -210,7 +211,8 @@ def verdict_lines(hypotheses: list[dict[str, Any]]) -> list[str]:
             status = "NOT TESTED"
         else:
             status = "HELD" if h["held"] else "DID NOT HOLD"
-            status += "" if h.get("beyond_noise") else " (within seed noise)"
+            beyond = h.get("beyond_noise")
+            status += "" if beyond else " (one seed: noise unknown)" if beyond is None else " (within seed noise)"
         lines.append(f"- **{status}** — {h['hypothesis']}: {h['detail']}")
     return lines
 
