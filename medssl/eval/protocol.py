@@ -67,6 +67,12 @@ def score_fold(
         )
     age = meta["age"].to_numpy(dtype=np.float64)
     site = meta["site"].to_numpy()
+    largest = int(np.unique(site[fold.train], return_counts=True)[1].max())
+    if largest < 5:
+        raise DataError(
+            f"fold {fold.name}: no training site has 5 scans (at most {largest}); the site probe's 5-fold "
+            "grid search (the challenge's) needs them: use a larger cohort or fewer sites"
+        )
     rows = np.concatenate([fold.train, fold.internal_test, fold.external_test])
     if not np.isfinite(age[rows]).all():
         raise DataError(f"fold {fold.name}: some rows have no age; the age probe needs every label")

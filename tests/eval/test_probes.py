@@ -131,3 +131,16 @@ def test_probe_jobs_refuses_zero() -> None:
 
     with pytest.raises(ConfigError, match="n_jobs=0"):
         probe_jobs(0)
+
+
+def test_a_fold_whose_sites_are_too_small_for_the_site_probe_is_one_clear_error() -> None:
+    """12 sites x 3 training scans: sklearn's 5-fold split of the site probe raised a ValueError."""
+    from medssl.errors import DataError
+
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame({"age": rng.uniform(20, 80, 48), "site": np.repeat(np.arange(12), 4),
+                         "participant_id": [str(i) for i in range(48)]})
+    fold = Fold("fixed", train=np.arange(48)[np.arange(48) % 4 != 3], internal_test=np.arange(3, 48, 4),
+                external_test=np.array([], dtype=int))
+    with pytest.raises(DataError, match="no training site has 5 scans"):
+        score_fold(rng.normal(size=(48, 4)), meta, fold)

@@ -211,3 +211,34 @@ def test_one_seed_makes_no_claim_about_noise() -> None:
     assert v["held"] and v["beyond_noise"] is None and "one seed" in v["detail"]
     (line,) = verdict_lines([{"hypothesis": "a beats b", **v}])
     assert line.startswith("- **HELD (one seed: noise unknown)**")
+
+
+@pytest.fixture(scope="module")
+def hard_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from medssl.data import make_synthetic_cohort
+
+    return make_synthetic_cohort(tmp_path_factory.mktemp("hard") / "healthy", n_subjects=60, n_sites=4,
+                                 n_external_sites=2, shape=(16, 16, 16), preset="hard", modalities=["vbm"])
+
+
+GPU_SMALL = {  # the reduced CPU check each _gpu.yaml documents, made smaller still for CI
+    "regression": [],
+    "transfer": ["transfer.finetune.train.epochs=1", "transfer.finetune.train.n_labelled=null",
+                 "transfer.n_subjects=60"],
+    "sensitivity": [],
+}
+
+
+@pytest.mark.parametrize("study", sorted(GPU_SMALL))
+def test_gpu_configs_run_at_reduced_size_on_an_existing_cohort(study: str, hard_cohort: Path, tmp_path: Path) -> None:
+    """Every arm (FairKL's lambda sweep included) of each gpu-scale study runs on the CPU."""
+    cfg = load_study(EXP / f"{study}_gpu.yaml", [
+        f"cohort.source={hard_cohort}", "seeds=[0]", "pretrain.model.name=tiny_cnn3d", "pretrain.model.width=4",
+        "pretrain.train.epochs=1", "pretrain.train.max_steps_per_epoch=1", "pretrain.data.num_workers=0",
+        "evaluate.num_workers=0", "baselines=false", *GPU_SMALL[study]])
+    result = run_study(cfg, tmp_path / study, command="pytest")
+    done = set(result.runs["init" if study == "transfer" else "arm"])
+    expected = set(cfg.arms) | ({"scratch"} if study == "transfer" else set())
+    assert expected <= {Path(str(a)).name for a in done}, (expected, done)
+    if study == "regression":
+        assert {"exp_fairkl_lambda0.5", "exp_fairkl_lambda1", "exp_fairkl_lambda4"} <= done
