@@ -71,6 +71,9 @@ def _rank_main(fn: Callable[..., Any], rank: int, world: int, init_method: str, 
     torch.distributed.init_process_group(
         "gloo", init_method=init_method, rank=rank, world_size=world,
         timeout=datetime.timedelta(seconds=collective_timeout_s))
+    # every rank connected before fn: a rank whose fn returns at once and leaves could otherwise cut
+    # off a peer still connecting ("Connection closed by peer", seen once in 30 runs)
+    torch.distributed.barrier()
     try:
         value = fn(rank, *args)
     finally:
