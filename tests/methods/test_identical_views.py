@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from multiproc import run_ranks
 from torch import nn
 
 from medssl.config import TrainConfig
@@ -67,39 +68,82 @@ def test_the_rescaled_running_variance_is_that_of_the_copies_in_closed_form() ->
     torch.testing.assert_close(bn.running_var, 0.7 * 1.0 + 0.3 * values.var(dim=1, unbiased=True))
 
 
-def test_views_none_through_the_engine_gives_the_weights_of_two_copies(tmp_path: Path) -> None:
-    """``train_loop`` with the ``none`` preset (one tensor for both views) against an augmenter that
-    returns a copy (the encoder sees 2B volumes): same weights after two epochs."""
-    class Volumes(torch.utils.data.Dataset):
-        def __init__(self) -> None:
-            g = torch.Generator().manual_seed(0)
-            self.x = torch.randn(12, 1, 16, 16, 16, generator=g, dtype=torch.float64)
-            self.age = 20 + 40 * torch.rand(12, generator=g, dtype=torch.float64)
+class Volumes(torch.utils.data.Dataset):
+    """``n`` float64 volumes of 16^3 with ages."""
 
-        def __len__(self) -> int:
-            return 12
+    def __init__(self, n: int = 12) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 1, 16, 16, 16, generator=g, dtype=torch.float64)
+        self.age = 20 + 40 * torch.rand(n, generator=g, dtype=torch.float64)
 
-        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-            return {"image": self.x[i], "age": self.age[i]}
+    def __len__(self) -> int:
+        return len(self.x)
 
-    def method() -> SiameseContrastive:
-        torch.manual_seed(0)
-        return SiameseContrastive(TinyCNN3d(width=4), nn.Sequential(nn.Linear(32, 16), nn.BatchNorm1d(16),
-                                                                     nn.ReLU(), nn.Linear(16, 8)),
-                                  build_loss("exp", sigma=5.0), label="age").double()
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.x[i], "age": self.age[i]}
 
-    # float64: the two paths round differently (a batched convolution of B or 2B), and six steps of a
-    # BatchNorm network amplify float32 rounding past any useful tolerance.
-    # SGD: Adam would normalise the float-noise gradient of the bias before BatchNorm (truly 0) into steps
-    cfg = TrainConfig(epochs=2, batch_size=4, optimizer="sgd", lr=1e-2, device="cpu", log_every=1,
-                      tensorboard=False)
-    none, copies = method(), method()
-    x = Volumes().x[:2]
-    assert VIEWS.build("none")(x) is x  # what lets siamese see that the views are identical
+
+def exp_method() -> SiameseContrastive:
+    torch.manual_seed(0)
+    return SiameseContrastive(TinyCNN3d(width=4), nn.Sequential(nn.Linear(32, 16), nn.BatchNorm1d(16),
+                                                                 nn.ReLU(), nn.Linear(16, 8)),
+                              build_loss("exp", sigma=5.0), label="age").double()
+
+
+# float64: the two paths round differently (a batched convolution of B or 2B), and six steps of a
+# BatchNorm network amplify float32 rounding past any useful tolerance.
+# SGD: Adam would normalise the float-noise gradient of the bias before BatchNorm (truly 0) into steps
+ENGINE_CFG = TrainConfig(epochs=2, batch_size=4, optimizer="sgd", lr=1e-2, device="cpu", log_every=1,
+                         tensorboard=False)
+
+
+def train_none_and_copies(run_dir: Path, subjects: int = 12, rank: int = 0, world: int = 1,
+                          ) -> tuple[list[int], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Backbone batch sizes seen with views ``none``, and the final state dicts of the ``none`` run and
+    of a run whose augmenter returns a copy (the encoder sees 2B volumes)."""
+    none, copies = exp_method(), exp_method()
     sizes: list[int] = []
     none.backbone.register_forward_hook(lambda module, inputs, out: sizes.append(len(inputs[0])))
-    train_loop(none, Volumes(), VIEWS.build("none"), cfg, tmp_path / "none", tensorboard=False)
+    train_loop(none, Volumes(subjects), VIEWS.build("none"), ENGINE_CFG, run_dir / "none", rank=rank, world=world,
+               tensorboard=False)
+    train_loop(copies, Volumes(subjects), torch.clone, ENGINE_CFG, run_dir / "copies", rank=rank, world=world,
+               tensorboard=False)
+    return sizes, none.state_dict(), copies.state_dict()
+
+
+def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], buffers: bool = True) -> None:
+    """``a`` and ``b`` agree in every parameter and, with ``buffers``, every BatchNorm statistic."""
+    assert list(a) == list(b)
+    for name, value in a.items():
+        if buffers or not name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            torch.testing.assert_close(value, b[name], rtol=1e-9, atol=1e-10, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_views_none_through_the_engine_gives_the_weights_of_two_copies(tmp_path: Path) -> None:
+    """``train_loop`` with the ``none`` preset (one tensor for both views) against an augmenter that
+    returns a copy: same weights after two epochs."""
+    x = Volumes().x[:2]
+    assert VIEWS.build("none")(x) is x  # what lets siamese see that the views are identical
+    sizes, none, copies = train_none_and_copies(tmp_path)
     assert sizes == [4] * 6  # 3 steps x 2 epochs, each one forward of the 4 subjects (not 8)
-    train_loop(copies, Volumes(), torch.clone, cfg, tmp_path / "copies", tensorboard=False)
-    for (name, a), b in zip(none.state_dict().items(), copies.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10, msg=name)
+    assert_same_state(none, copies)
+
+
+def _ddp_rank(rank: int, out: str) -> tuple[list[int], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    # 24 subjects: 12 a rank, 3 steps of 4 an epoch (BatchNorm over 2 subjects is too ill-conditioned
+    # for a 1e-9 tolerance, even in one process)
+    return train_none_and_copies(Path(out) / f"rank{rank}", 24, rank=rank, world=2)
+
+
+def test_under_ddp_views_none_gives_the_weights_of_two_copies(tmp_path: Path) -> None:
+    """Two gloo ranks (DDP-wrapped method, each rank 4 subjects a step): the ``none`` run still runs the
+    backbone once per subject, and ends with the weights and BatchNorm statistics of the copies run, on
+    both ranks."""
+    if not torch.distributed.is_available():
+        pytest.skip("needs torch.distributed")
+    ranks = run_ranks(_ddp_rank, 2, tmp_path, args=(str(tmp_path),))
+    for sizes, none, copies in ranks:
+        assert sizes == [4] * 6  # 3 steps x 2 epochs of 4 subjects a rank (not 8)
+        assert_same_state(none, copies)
+    # DDP kept the weights in step (each rank's running statistics are its own last batch's)
+    assert_same_state(ranks[0][1], ranks[1][1], buffers=False)
