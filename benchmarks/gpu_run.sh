@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Every GPU check of one device session, in one command (issue 9): the benchmark, then the GPU tests,
-# then the exported OpenBHB estimators on CUDA. Run from the repository root on the GPU machine:
+# Every GPU check of one device session, in one command (issue 9): the benchmark, the published L_exp
+# recipe through `medssl pretrain` (issue 18: sustained vol/s, identical views once against twice, the
+# projected 300-epoch time), then the GPU tests, then the exported OpenBHB estimators on CUDA. Run from the repository root on the GPU machine:
 #
 #   bash benchmarks/gpu_run.sh OUT [PREP]     # PREP = `python tests/submit/device_check.py prepare PREP`
 #
 # Environment: BUDGET / HARD (gpu_bench's soft and hard limits, s), BENCH_ARGS (extra gpu_bench flags),
+# RECIPE_S / RECIPE_ARGS (time limit and extra flags of bench_recipe.py; RECIPE_S=0 skips it),
 # PYTEST_S / CHECK_S / VIEWS_S (time limits of the GPU tests, the estimator check and the per-op views
 # timing, s), MEDSSL_STAGE=1.
-# Writes OUT/gpu.json, OUT/bench.log, OUT/views_cuda{,_tf32}.json, OUT/pytest_gpu.txt, OUT/server.json, OUT/medssl.json, OUT/checks.log.
+# Writes OUT/gpu.json, OUT/recipe_cuda.json, OUT/views_cuda{,_tf32}.json, OUT/server.json, OUT/medssl.json
+# and OUT/logs.tar.gz (every log and the GPU tests' output): 7 files at most.
 set -u
 out=$1
 prep=${2:-}
@@ -15,6 +18,11 @@ mkdir -p "$out"
 python3 benchmarks/gpu_bench.py --out "$out" --budget "${BUDGET:-300}" --hard "${HARD:-330}" ${BENCH_ARGS:-} \
   > "$out/bench.log" 2>&1
 echo "gpu_bench rc=$?"
+if [ "${RECIPE_S:-240}" != 0 ]; then
+  timeout "${RECIPE_S:-240}" python3 benchmarks/bench_recipe.py --device cuda --subjects 1024 --epochs 4 \
+    --out "$out/recipe_cuda.json" ${RECIPE_ARGS:-} > "$out/recipe.log" 2>&1
+  echo "bench_recipe rc=$?"; tail -n 1 "$out/recipe.log"
+fi
 # each view op alone on the GPU (batch 32 of 128^3, about the voxels of 121x145x121): where the views' time goes
 timeout "${VIEWS_S:-45}" python3 benchmarks/bench_views.py --device cuda --batch 32 --size 128 --reps 5 \
   --out "$out/views_cuda.json" > "$out/views.log" 2>&1
@@ -43,3 +51,4 @@ print("status", d.get("status"), "elapsed", d.get("elapsed_s"))
 for k, v in d["items"].items():
     print(k, json.dumps(v)[:700])
 PY
+(cd "$out" && tar -czf logs.tar.gz --remove-files ./*.log ./*.txt 2>/dev/null)

@@ -344,6 +344,7 @@ def train_loop(
     feed = batch_feed(dataset, sampler, functools.partial(to_device, device=device, channels_last=cfg.channels_last),
                       device, num_workers)
 
+    started = time.perf_counter()
     while epoch < cfg.epochs:
         start_batch = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
         sampler.set_epoch(epoch, start_batch)
@@ -377,15 +378,17 @@ def train_loop(
         last = {f"epoch/{k}": v / max(n_done, 1) for k, v in sums.items()}
         epoch += 1
         extra, stop = end_of_epoch(method, epoch, on_epoch_end, rank, world, device)
-        record: dict[str, Any] = {"step": step, "epoch": epoch, **last, **{f"epoch/{k}": v for k, v in extra.items()}}
+        record: dict[str, Any] = {"step": step, "epoch": epoch, **last, **{f"epoch/{k}": v for k, v in extra.items()},
+                                  "time/elapsed_s": round(time.perf_counter() - started, 3)}  # since this process began
         log.write(record)
         if rank == 0 and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or stop):
             save_checkpoint(ckpt_path, method=method.state_dict(), optimizer=opt.optimizer.state_dict(),
                             scheduler=opt.scheduler.state_dict(), scaler=opt.scaler.state_dict(),
                             epoch=epoch, step=step, stopped=stop)
         if rank == 0:  # a log line, printed with or without progress bars
-            summary = ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in record.items() if isinstance(v, float))
-            progress_write(f"epoch {epoch}/{cfg.epochs}: {summary}")
+            summary = ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in record.items()
+                                if k.startswith("epoch/") and isinstance(v, float))
+            progress_write(f"epoch {epoch}/{cfg.epochs}: {summary} ({record['time/elapsed_s']:.1f} s)")
         if stop:
             break
     log.close()

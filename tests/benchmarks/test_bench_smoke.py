@@ -213,3 +213,20 @@ def test_merge_runs_takes_later_items_and_recomputes_derived(tmp_path: Path) -> 
     other.write_text(first.read_text().replace('"card": "cpu"', '"card": "H100"'))
     with pytest.raises(SystemExit, match="different cards"):
         gpu_bench.main(["--merge", str(first), str(other)])
+
+
+def test_recipe_bench_smoke_projects_from_the_runs_own_timestamps(tmp_path: Path) -> None:
+    import bench_recipe
+
+    out = tmp_path / "recipe.json"
+    assert bench_recipe.main(["--smoke", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    for arm in ("once", "twice"):
+        run = result[arm]
+        # 32 subjects: the training split's 20, in 5 steps of 4; two epochs, the second timed
+        assert run["subjects_per_epoch"] == 20 and len(run["epoch_s"]) == 2
+        assert run["vol_per_s"] == pytest.approx(2 * 20 / run["epoch_s"][1], rel=1e-2)
+        assert run["projected_recipe_min"] == pytest.approx(2 * 3227 * 300 / run["vol_per_s"] / 60, abs=0.1)
+        assert "data.cache=device" in run["overrides"]
+    assert result["speedup_identical_views_once"] == pytest.approx(
+        result["once"]["vol_per_s"] / result["twice"]["vol_per_s"], rel=1e-2)
