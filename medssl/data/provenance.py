@@ -27,7 +27,7 @@ def synthetic_params(cohort: Cohort) -> dict[str, Any] | None:
 
 
 def cohort_name(cohort: Cohort) -> str:
-    """``synthetic healthy cohort (medssl generator v2, seed 0)``, ``OpenBHB``, or the manifest's studies."""
+    """``synthetic healthy cohort (medssl generator v3, seed 0)``, ``OpenBHB``, or the manifest's studies."""
     synthetic = synthetic_params(cohort)
     if synthetic is not None:
         return (f"synthetic {synthetic.get('cohort', '')} cohort (medssl generator "

@@ -14,6 +14,7 @@ import torch
 from multiproc import Commands, log_tail, loopback_interface
 
 from medssl.config import PretrainConfig, load_config
+from medssl.data.synthetic.generate import GENERATOR_VERSION
 from medssl.errors import OutputExistsError
 from medssl.models import load_encoder
 from medssl.pipelines.pretrain import pretrain
@@ -50,7 +51,7 @@ def test_run_folder_contents_and_refusal(cohort: Path, tmp_path: Path) -> None:
 
     table = open_cohort(cohort).table
     described = card["pretraining_cohort"]
-    assert described["name"] == "synthetic healthy cohort (medssl generator v2, seed 0)"
+    assert described["name"] == f"synthetic healthy cohort (medssl generator v{GENERATOR_VERSION}, seed 0)"
     train = table[table.split == "train"]
     assert described["n_scans"] == len(train) and described["n_sites"] == train.site.nunique() == 4
     assert described["voxel_size_mm"] == pytest.approx(voxel_sizes(load_anatomy((16, 20, 16)).affine), abs=1e-4)
