@@ -92,6 +92,12 @@ class StudyConfig:
     upgrade = staticmethod(upgrade_study)
 
 
+# what a study's ``evaluate:`` section may set: medssl.pipelines.evaluate.evaluate's keywords, less those the
+# study sets itself (encoder, cohort, out, overwrite, progress, baselines); tests/studies check the match
+EVALUATE_OPTIONS = ("batch_size", "device", "num_workers", "n_jobs", "cv", "cv_kwargs", "alt_probes",
+                    "alignment_views", "baseline_features", "data_root", "seed", "embedding_points")
+
+
 def load_study(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
     """Read a study YAML (plus overrides) and check it before any work is done.
 
@@ -109,6 +115,10 @@ def load_study(path: str | Path | None, overrides: list[str] | tuple[str, ...] =
         raise ConfigError(f"{where}: seeds must be a non-empty list of distinct integers, got {cfg.seeds}")
     if cfg.study == "sensitivity" and (not cfg.grid.sigma or not cfg.grid.tau):
         raise ConfigError(f"{where}: grid.sigma and grid.tau must be non-empty lists")
+    unknown = sorted(set(cfg.evaluate) - set(EVALUATE_OPTIONS))
+    if unknown:
+        raise ConfigError(f"{where}: evaluate.{unknown[0]} is not an option of the evaluation; use "
+                          f"{', '.join(EVALUATE_OPTIONS)}")
     if cfg.study == "transfer" and not cfg.transfer.tasks:
         raise ConfigError(f"{where}: transfer.tasks is empty; use e.g. [scz, bd, asd]")
     for name, spec in cfg.arms.items():  # every arm's config now, not when its turn comes

@@ -70,7 +70,8 @@ def write_report(
     max_points: int = 3000,
     seed: int = 0,
 ) -> list[Path]:
-    """Write the figures and ``report.md`` into ``folder``; returns the written paths."""
+    """Write the figures and ``report.md`` into ``folder``; returns the written paths. The t-SNE figure
+    draws at most ``max_points`` scans (0: none)."""
     baselines = baselines or {}
     summary = summary_rows(metrics, baselines)
     bars = summary.rename(columns={"representation": "name"})
@@ -79,10 +80,11 @@ def write_report(
         figures.per_site_mae_figure(per_site, site_names, folder / "per_site_mae.png"),
         figures.age_scatter_figure(predictions, folder / "age_scatter.png"),
     ]
-    rows = embedding_rows(meta, max_points, seed)
-    xy = tsne_2d(X[rows], seed)
-    paths.append(figures.embedding_figure(xy, meta.age.to_numpy()[rows], meta.site.to_numpy()[rows], site_names,
-                                          "t-SNE", folder / "embedding.png"))
+    rows = embedding_rows(meta, max_points, seed) if max_points else []
+    if len(rows):
+        xy = tsne_2d(X[rows], seed)
+        paths.append(figures.embedding_figure(xy, meta.age.to_numpy()[rows], meta.site.to_numpy()[rows],
+                                              site_names, "t-SNE", folder / "embedding.png"))
     text = _markdown(metrics, summary, per_site, site_names, len(rows))
     (folder / "report.md").write_text(text)
     return [*paths, folder / "report.md"]
@@ -121,7 +123,7 @@ def _markdown(
         f"more spread on the sphere): {_fmt(metrics.get('uniformity'))}.",
         "",
         f"![embedding](embedding.png) (t-SNE of {n_tsne} scans: a representation without site effect shows "
-        "no site clusters on the right.)",
+        "no site clusters on the right.)" if n_tsne else "(No t-SNE figure: `embedding_points` was 0.)",
         "",
         "## Age prediction",
         "",

@@ -74,6 +74,7 @@ def evaluate(
     num_workers: int = 0,
     progress: bool = True,
     seed: int = 0,
+    embedding_points: int = 3000,
 ) -> dict[str, Any]:
     """Evaluate a frozen encoder (run folder or ``encoder.pt``) on a cohort; returns ``metrics``.
 
@@ -82,7 +83,8 @@ def evaluate(
     sites default to the cohort's sites unseen in ``train``; ``leave_sites_out``; options in ``cv_kwargs``);
     the top-level numbers are the fold means. ``alt_probes`` (``scaled``, ``knn``,
     ``mlp``) add labelled non-challenge results; ``baselines`` adds raw-voxel and ComBat rows (raw volumes
-    average-pooled to at most ``baseline_features`` voxels).
+    average-pooled to at most ``baseline_features`` voxels). The report's t-SNE figure draws at most
+    ``embedding_points`` scans (0: no figure; a study's arms can skip its seconds).
 
     Raises:
         FrozenWeightsError: the encoder's weights or BatchNorm buffers changed during evaluation.
@@ -119,7 +121,7 @@ def evaluate(
         cohort=repr(cohort), folds=per_fold if len(per_fold) > 1 else None, device=str(dev),
         environment=environment_info(),
     )
-    _write(out, metrics, predictions, X, meta, cohort.site_names, base)
+    _write(out, metrics, predictions, X, meta, cohort.site_names, base, embedding_points)
     return metrics
 
 
@@ -160,7 +162,7 @@ def _baselines(X: np.ndarray, meta: pd.DataFrame, folds: list[Any], dataset: Any
 
 
 def _write(out: Path, metrics: dict[str, Any], preds: pd.DataFrame, X: np.ndarray, meta: pd.DataFrame,
-           site_names: list[str], base: dict[str, Any]) -> None:
+           site_names: list[str], base: dict[str, Any], embedding_points: int) -> None:
     from medssl.eval.report import write_report
 
     first = preds[preds.fold == preds.fold.iloc[0]]
@@ -172,7 +174,7 @@ def _write(out: Path, metrics: dict[str, Any], preds: pd.DataFrame, X: np.ndarra
         per_site.assign(site_name=[site_names[int(s)] for s in per_site.site]).to_csv(tmp / "per_site.csv",
                                                                                         index=False)
         write_report(tmp, metrics, first, per_site, X, meta, site_names,
-                     {k: v for k, v in base.items() if "error" not in v})
+                     {k: v for k, v in base.items() if "error" not in v}, max_points=embedding_points)
 
 
 COMPARE_KEYS = ("mae_internal", "rmse_internal", "mae_external", "bacc_site", "site_chance", "challenge_score",

@@ -44,6 +44,16 @@ def test_write_report_produces_readable_figures_and_tables(tmp_path: Path) -> No
     assert "| internal_test | A | 0 |" in text and "| external_test | D | 3 | 40 |" in text
 
 
+def test_no_embedding_figure_when_asked_for_none(tmp_path: Path) -> None:
+    X, meta, fold = _planted()
+    metrics, pred = score_fold(X, meta, fold)
+    metrics.update(alignment=0.5, uniformity=-2.0, alignment_views="yaware")
+    paths = write_report(tmp_path, metrics, pred, per_site_table(pred), X, meta, ["A", "B", "C", "D"], max_points=0)
+    assert not (tmp_path / "embedding.png").exists() and len(paths) == 4  # three figures and report.md
+    text = (tmp_path / "report.md").read_text()
+    assert "embedding.png" not in text and "No t-SNE figure" in text
+
+
 def test_markdown_table_formats_floats_and_missing() -> None:
     text = markdown_table(pd.DataFrame({"a": [1.23456, None], "b": ["x", "y"]}))
     assert text.splitlines()[2] == "| 1.235 | x |" and "n/a" in text.splitlines()[3]

@@ -125,6 +125,20 @@ def test_load_study_rejects_bad_configs(tmp_path: Path) -> None:
         load_study(EXP / "regression_cpu.yaml", ["pretrain.train.epoch=1"])
     with pytest.raises(ConfigError, match="arms.yaware .*unknown key 'loss.sigm'"):  # not after arm 1 trained
         load_study(EXP / "regression_cpu.yaml", ["arms.yaware.loss.sigm=2.0"])
+    with pytest.raises(ConfigError, match=r"evaluate.batchsize is not an option of the evaluation; use batch_size"):
+        load_study(EXP / "regression_cpu.yaml", ["evaluate.batchsize=4"])  # was a TypeError after arm 1 trained
+
+
+def test_the_evaluate_options_are_the_evaluations_own_keywords() -> None:
+    import inspect
+
+    from medssl.config.study import EVALUATE_OPTIONS
+    from medssl.pipelines.evaluate import evaluate
+
+    keywords = {name for name, p in inspect.signature(evaluate).parameters.items()
+                if p.kind is p.KEYWORD_ONLY}
+    set_by_the_study = {"overwrite", "progress", "baselines"}
+    assert set(EVALUATE_OPTIONS) == keywords - set_by_the_study
 
 
 def test_every_experiment_config_resolves(tmp_path: Path) -> None:
