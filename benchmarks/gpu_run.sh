@@ -6,7 +6,7 @@
 #   bash benchmarks/gpu_run.sh OUT [PREP]     # PREP = `python tests/submit/device_check.py prepare PREP`
 #
 # Environment: BUDGET / HARD (gpu_bench's soft and hard limits, s), BENCH_ARGS (extra gpu_bench flags),
-# RECIPE_S / RECIPE_ARGS (time limit and extra flags of bench_recipe.py; RECIPE_S=0 skips it),
+# RECIPE_S / RECIPE_ARGS (time limit and extra flags of bench_recipe.py, e.g. RECIPE_S=240; unset or 0: not run),
 # PYTEST_S / CHECK_S / VIEWS_S (time limits of the GPU tests, the estimator check and the per-op views
 # timing, s), MEDSSL_STAGE=1.
 # Writes OUT/gpu.json, OUT/recipe_cuda.json, OUT/views_cuda{,_tf32}.json, OUT/server.json, OUT/medssl.json
@@ -18,8 +18,8 @@ mkdir -p "$out"
 python3 benchmarks/gpu_bench.py --out "$out" --budget "${BUDGET:-300}" --hard "${HARD:-330}" ${BENCH_ARGS:-} \
   > "$out/bench.log" 2>&1
 echo "gpu_bench rc=$?"
-if [ "${RECIPE_S:-240}" != 0 ]; then
-  timeout "${RECIPE_S:-240}" python3 benchmarks/bench_recipe.py --device cuda --subjects 1024 --epochs 4 \
+if [ "${RECIPE_S:-0}" != 0 ]; then
+  timeout "$RECIPE_S" python3 benchmarks/bench_recipe.py --device cuda --subjects 1024 --epochs 4 \
     --out "$out/recipe_cuda.json" ${RECIPE_ARGS:-} > "$out/recipe.log" 2>&1
   echo "bench_recipe rc=$?"; tail -n 1 "$out/recipe.log"
 fi
