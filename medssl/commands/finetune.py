@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 from typing import Any
 
 
@@ -21,11 +23,9 @@ def register(sub: Any) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    import json
-    import shlex
-
-    from medssl.config import load_config
-    from medssl.config import FinetuneConfig
+    # deferred: medssl.config (yaml, ~30 ms) and medssl.pipelines (torch, MONAI: seconds) would slow every
+    # medssl start-up, since the CLI imports every command module
+    from medssl.config import FinetuneConfig, load_config
     from medssl.pipelines.finetune import finetune
 
     cfg = load_config(args.config, args.overrides, FinetuneConfig)

@@ -16,6 +16,7 @@ import yaml
 
 from medssl import registry
 from medssl.errors import ConfigError
+from medssl.utils.io import write_text
 
 C = TypeVar("C")
 
@@ -232,8 +233,6 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def save_resolved(cfg: Any, path: str | Path, extra: dict[str, Any] | None = None) -> None:
     """Write the resolved config (plus ``extra``, e.g. git sha and versions) as YAML, atomically."""
-    from medssl.utils.io import write_text
-
     payload = to_dict(cfg)
     if extra:
         payload = {**payload, "_run": extra}

@@ -16,6 +16,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 from torch.utils.data import Dataset
 
 from medssl.data.cohort import Cohort
@@ -33,12 +34,13 @@ def resize_volume(
         return volume
     volume = np.array(volume, dtype=np.float32)  # a writable copy: memmaps are read-only
     if resize == "crop_pad":
+        # deferred: MONAI (seconds; it pulls sklearn and matplotlib) is needed by no other part of medssl.data
         from monai.transforms import ResizeWithPadOrCrop
 
         out = ResizeWithPadOrCrop(shape, mode="constant")(volume)
     elif resize == "resample":
+        # deferred: MONAI (seconds; it pulls sklearn and matplotlib) is needed by no other part of medssl.data
         from monai.transforms import Resize
-        from scipy.ndimage import gaussian_filter
 
         # anti-aliasing as skimage: sigma = (factor - 1) / 2 per shrunk axis; edge-replicating border
         # (MONAI's own anti-aliasing zero-pads, which darkens the border of non-zero images)
