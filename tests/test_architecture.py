@@ -40,7 +40,8 @@ def test_every_package_is_placed_in_the_stated_order() -> None:
     order = stated_order()
     packages = {p.stem for p in PACKAGE.iterdir()
                 if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__init__")}
-    assert packages == set(order), f"ARCHITECTURE.md's order misses {packages - set(order)} or names {set(order) - packages}"
+    assert packages == set(order), (f"ARCHITECTURE.md's order misses {packages - set(order)} "
+                                    f"or names {set(order) - packages}")
 
 
 def test_no_package_imports_one_above_it() -> None:

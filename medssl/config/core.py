@@ -78,7 +78,9 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(
-    path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), schema: type[C] = dict  # type: ignore[assignment]
+    path: str | Path | None,
+    overrides: list[str] | tuple[str, ...] = (),
+    schema: type[C] = dict,  # type: ignore[assignment]
 ) -> C:
     """Load ``path`` (YAML) over ``schema``'s defaults, apply overrides, validate, and return it."""
     raw: dict[str, Any] = {}

@@ -3,7 +3,8 @@
 Per item: read (lazy) -> crop/pad (MONAI ``ResizeWithPadOrCrop``, centred, zero padding) or resample
 (MONAI ``Resize``, trilinear, Gaussian anti-aliasing when shrinking) to ``shape`` -> per-image z-score
 over the whole volume ``(x - mean(x)) / std(x)`` (the starting kit's convention) -> optional
-``transform`` (MONAI dict transforms or any callable on the dict). The deterministic part can be cached on disk as ``.npy``.
+``transform`` (MONAI dict transforms or any callable on the dict). The deterministic part can be cached on
+disk as ``.npy``.
 """
 
 from __future__ import annotations

@@ -210,7 +210,8 @@ def verify_export(folder: Path, backbone: nn.Module) -> None:
     if mirror_keys != own_keys:
         raise DataError(
             f"estimator.py's {embedder.meta_['architecture']} does not mirror medssl's backbone: "
-            f"only in the template {sorted(mirror_keys - own_keys)[:5]}, only in medssl {sorted(own_keys - mirror_keys)[:5]}"
+            f"only in the template {sorted(mirror_keys - own_keys)[:5]}, "
+            f"only in medssl {sorted(own_keys - mirror_keys)[:5]}"
         )
     x = torch.randn(1, 1, *SMOKE_SHAPE, generator=torch.Generator().manual_seed(0))
     was_training = backbone.training

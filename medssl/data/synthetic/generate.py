@@ -187,7 +187,8 @@ def _write_hf(table: pd.DataFrame, anat: Anatomy, root: Path, simulate: Callable
     def write(row: int, volumes: dict[str, np.ndarray]) -> float | None:
         folders[row].mkdir(parents=True)
         for modality, volume in volumes.items():
-            np.save(folders[row] / f"sub-{table['participant_id'].iat[row]}_{HF_NAMES[modality]}.npy", volume[None, None])
+            name = f"sub-{table['participant_id'].iat[row]}_{HF_NAMES[modality]}.npy"
+            np.save(folders[row] / name, volume[None, None])
         return round(float(volumes["vbm"].sum(dtype=np.float64) * voxel_cm3), 2) if "vbm" in volumes else None
 
     gmv = simulate(write)
@@ -278,7 +279,8 @@ def make_synthetic_cohort(
     with atomic_path(out) as tmp, ThreadPoolExecutor(workers, thread_name_prefix="synth-write") as pool:
 
         def simulate(write: Callable) -> list:
-            return _simulate_into(table, shape, seed, preset, dev, modalities, batch_size, pool, write)  # type: ignore[arg-type]
+            return _simulate_into(  # type: ignore[arg-type]
+                table, shape, seed, preset, dev, modalities, batch_size, pool, write)
 
         try:
             if layout == "kit":
