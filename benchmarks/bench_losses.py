@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> None:
             )
         print(key, figures[key], flush=True)
     result: dict[str, Any] = {
-        "what": "fastest of `repeats` timed calls (ms) of one forward+backward of the loss on (N, d) float32 embeddings",
+        "what": "fastest of `repeats` timed calls (ms) of one forward+backward of the loss on (N, d) float32 "
+                "embeddings",
         "device": str(device),
         "dim": args.dim,
         "repeats": args.repeats,

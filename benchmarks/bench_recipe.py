@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.device, args.subjects, args.shape, args.epochs = "cpu", 32, [16, 20, 16], 2
         args.set = [*args.set, "model.name=tiny_cnn3d", "train.batch_size=4", "train.channels_last=false"]
-    result: dict[str, Any] = {"environment": environment(torch.device(args.device)), "args": {k: str(v) for k, v in vars(args).items()}}
+    result: dict[str, Any] = {"environment": environment(torch.device(args.device)),
+                              "args": {k: str(v) for k, v in vars(args).items()}}
     with tempfile.TemporaryDirectory(prefix="bench_recipe_") as tmp:
         work = Path(tmp)
         cohort = work / "cohort"

@@ -112,7 +112,8 @@ def simulate_only(args: argparse.Namespace, device: torch.device) -> dict[str, A
     torch.set_num_threads(threads)
     out = {"subjects": n, "batch_size": batch, "modalities": modalities, "anatomy_setup_s": round(setup_s, 2),
            "host_draw_s_per_subject": round(draw_s / n, 5), "device_s_per_subject": round(sim_s / n, 5),
-           "subjects_per_s_device": round(n / sim_s, 2), "subjects_per_s_draws_and_device": round(n / (draw_s + sim_s), 2)}  # fmt: skip
+           "subjects_per_s_device": round(n / sim_s, 2),
+           "subjects_per_s_draws_and_device": round(n / (draw_s + sim_s), 2)}  # fmt: skip
     if device.type == "cuda":
         out["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     return out
@@ -143,10 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="standard")
     parser.add_argument("--modalities", nargs="+", default=["vbm", "quasiraw"])
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--sim-subjects", type=int, default=None, help="simulate-only subjects (default: 8 CPU, 256 CUDA)")
+    parser.add_argument("--sim-subjects", type=int, default=None,
+                        help="simulate-only subjects (default: 8 CPU, 256 CUDA)")
     parser.add_argument("--compare-with", type=Path, default=None, help="a package tree to time the same command with")
     parser.add_argument("--work-dir", type=Path, default=None, help="where cohorts are written (then deleted)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each command (alternating); the fastest is reported")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each command (alternating); the fastest is reported")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--skip", nargs="*", default=[], choices=["command", "baseline", "simulate"])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (the test suite's run)")

@@ -130,7 +130,8 @@ def item_gpu_views(s: Settings) -> dict[str, Any]:
         try:
             aug = VIEWS.build(name).to(s.device)
             t = time_calls(lambda: aug(x), s.device, *((1, 1) if s.smoke else (2, 5)), max_s=5.0)
-            out[name] = {"vol_per_s": round(s.subjects / max(t["median_s"], 1e-6), 1), "ms": round(1e3 * t["median_s"], 2)}
+            out[name] = {"vol_per_s": round(s.subjects / max(t["median_s"], 1e-6), 1),
+                         "ms": round(1e3 * t["median_s"], 2)}
         except Exception as exc:  # noqa: BLE001  (one preset's failure must not hide the others)
             out[name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     return out
@@ -239,7 +240,8 @@ def item_variants(backbone: str, s: Settings) -> dict[str, Any]:
             step = None
             free_memory(s.device)
             continue
-        res = {"vol_per_s": rate(s.subjects, t["median_s"]), "step_s": t["median_s"], "spread_s": [t["min_s"], t["max_s"]]}
+        res = {"vol_per_s": rate(s.subjects, t["median_s"]), "step_s": t["median_s"],
+               "spread_s": [t["min_s"], t["max_s"]]}
         if s.device.type == "cuda":
             res["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         out[v.label()] = res

@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["seconds"] = round(time.time() - start, 1)
                 results.append(row)
                 print(json.dumps(row), flush=True)
-    payload = {"command": "python " + " ".join(["benchmarks/hard_baselines.py", *(argv if argv is not None else sys.argv[1:])]),
+    command = ["benchmarks/hard_baselines.py", *(argv if argv is not None else sys.argv[1:])]
+    payload = {"command": "python " + " ".join(command),
                "n_subjects": args.n_subjects, "shape": list(shape), "modality": "vbm", "results": results}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import platform
 import sys
 import warnings
+from importlib import metadata
+
+from medssl import __version__
+from medssl.errors import MedsslError, MedsslWarning
 
 COMMAND_MODULES = (
     "medssl.commands.data",
@@ -27,11 +32,6 @@ COMMAND_MODULES = (
 
 def version_line() -> str:
     """``medssl 0.1.0 (torch 2.13.0+cpu, python 3.11.7)``, without importing torch."""
-    import platform
-    from importlib import metadata
-
-    from medssl import __version__
-
     try:
         torch_version = metadata.version("torch")
     except metadata.PackageNotFoundError:
@@ -53,8 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def show_medssl_warnings_as_one_line() -> None:
     """Print ``MedsslWarning`` as ``medssl: warning: ...`` (one line, no source line); others as usual."""
-    from medssl.errors import MedsslWarning
-
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
@@ -67,8 +65,6 @@ def show_medssl_warnings_as_one_line() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medssl.errors import MedsslError
-
     show_medssl_warnings_as_one_line()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

@@ -1,5 +1,6 @@
 """The package graph runs one way, in the order ARCHITECTURE.md states, and the import cycles it would
-hide inside functions are not there either."""
+hide inside functions are not there either: an import stays inside a function only to defer a heavy or
+optional module, and says so (``# deferred: <reason>``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "medssl"
+DEFERRED = re.compile(r"#\s*deferred:\s*\S")
 
 
 def stated_order() -> list[str]:
@@ -38,7 +40,8 @@ def test_every_package_is_placed_in_the_stated_order() -> None:
     order = stated_order()
     packages = {p.stem for p in PACKAGE.iterdir()
                 if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__init__")}
-    assert packages == set(order), f"ARCHITECTURE.md's order misses {packages - set(order)} or names {set(order) - packages}"
+    assert packages == set(order), (f"ARCHITECTURE.md's order misses {packages - set(order)} "
+                                    f"or names {set(order) - packages}")
 
 
 def test_no_package_imports_one_above_it() -> None:
@@ -59,3 +62,63 @@ def test_the_checker_sees_a_function_level_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from medssl.pipelines.common import build_head\n    import medssl.engine\n")
     assert medssl_imports(module) == [(2, "pipelines"), (3, "engine")]
+
+
+def undeferred_imports(path: Path) -> list[int]:
+    """Lines of the function-level imports in ``path`` that give no ``# deferred: <reason>``: on one of
+    the import's own lines, or in the comment lines just above the run of consecutive imports it is in."""
+    lines = path.read_text().splitlines()
+    missing, seen = [], set()
+    for func in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(func):
+            for block in (getattr(node, field, None) for field in ("body", "orelse", "finalbody")):
+                if not isinstance(block, list):
+                    continue
+                run_reason = False
+                for i, stmt in enumerate(block):
+                    if not isinstance(stmt, (ast.Import, ast.ImportFrom)) or id(stmt) in seen:
+                        continue
+                    seen.add(id(stmt))
+                    if i == 0 or not isinstance(block[i - 1], (ast.Import, ast.ImportFrom)):
+                        above, k = [], stmt.lineno - 2
+                        while k >= 0 and lines[k].lstrip().startswith("#"):
+                            above.append(lines[k])
+                            k -= 1
+                        run_reason = any(DEFERRED.search(line) for line in above)
+                    own = lines[stmt.lineno - 1:stmt.end_lineno]
+                    if not run_reason and not any(DEFERRED.search(line) for line in own):
+                        missing.append(stmt.lineno)
+    return sorted(missing)
+
+
+def test_every_function_level_import_says_why_it_is_deferred() -> None:
+    missing = [f"{path.relative_to(ROOT)}:{line}" for path in sorted(PACKAGE.rglob("*.py"))
+               for line in undeferred_imports(path)]
+    assert not missing, ("function-level imports without a '# deferred: <reason>' comment; import them at "
+                         "module level, or say which heavy or optional import waits:\n" + "\n".join(missing))
+
+
+def test_the_checker_sees_an_import_deferred_without_a_reason(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import json\n"
+        "\n"
+        "\n"
+        "def f() -> None:\n"
+        "    # deferred: slow import\n"
+        "    import a\n"
+        "    import b\n"
+        "    x = 1\n"
+        "    import c\n"
+        "    import d  # deferred: optional extra\n"
+        "    if x:\n"
+        "        from e import g\n"
+        "    # deferred:\n"
+        "    import h\n"
+        "\n"
+        "    def inner() -> None:\n"
+        "        # a comment that gives no reason\n"
+        "        import i\n")
+    assert undeferred_imports(module) == [9, 12, 14, 18]

@@ -44,7 +44,8 @@ def test_overrides_win_and_types_are_coerced() -> None:
 # ---- found by the config/CLI audit ------------------------------------------------------------------
 
 
-def test_a_runs_resolved_config_loads_again_and_exponent_floats_are_floats(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_runs_resolved_config_loads_again_and_exponent_floats_are_floats(  # type: ignore[no-untyped-def]
+        tmp_path) -> None:
     from medssl.config import PretrainConfig, load_config, save_resolved
 
     cfg = load_config("configs/debug/tiny_cpu.yaml", ["train.lr=1e-4", "loss.temperature=5e-2"], PretrainConfig)
@@ -70,7 +71,8 @@ def test_out_of_range_and_ineffective_settings_fail_when_read(override: str, mat
         load_config("configs/debug/tiny_cpu.yaml", [override], PretrainConfig)
 
 
-def test_a_bad_component_value_is_one_line_and_leaves_an_existing_run_alone(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_component_value_is_one_line_and_leaves_an_existing_run_alone(  # type: ignore[no-untyped-def]
+        tmp_path, capsys) -> None:
     """Components were built after --overwrite had emptied the run folder: a typo cost the run."""
     from medssl.cli import main
 

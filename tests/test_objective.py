@@ -60,7 +60,8 @@ def test_the_renamed_loss_keeps_the_recipes_label() -> None:
     assert method_from_config(cfg).label == "age"
 
 
-def test_fairkl_without_a_bias_is_refused_when_read_and_no_folder_is_written(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_fairkl_without_a_bias_is_refused_when_read_and_no_folder_is_written(  # type: ignore[no-untyped-def]
+        tmp_path, capsys) -> None:
     run = tmp_path / "run"
     code = main(["pretrain", TINY, "loss.name=exp", "regularizer.name=fairkl", f"out={run}"])
     err = capsys.readouterr().err.strip().splitlines()

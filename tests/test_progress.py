@@ -59,8 +59,9 @@ def test_a_redirected_pretraining_log_holds_epoch_lines_and_no_bar_frames(tmp_pa
     env = {k: v for k, v in os.environ.items() if k != "MEDSSL_PROGRESS"}
     env.update(OMP_NUM_THREADS="1", MEDSSL_CACHE=str(tmp_path / "cache"))
     with (tmp_path / "log.txt").open("w") as log:
-        done = subprocess.run([sys.executable, "-m", "medssl.cli", "pretrain", str(ROOT / "configs/debug/tiny_cpu.yaml"),
-                               f"out={tmp_path / 'run'}", "data.synthetic_subjects=24", "data.synthetic_shape=[16,16,16]",
+        done = subprocess.run([sys.executable, "-m", "medssl.cli", "pretrain",
+                               str(ROOT / "configs/debug/tiny_cpu.yaml"), f"out={tmp_path / 'run'}",
+                               "data.synthetic_subjects=24", "data.synthetic_shape=[16,16,16]",
                                "model.width=4", "train.batch_size=8", "train.tensorboard=false"],
                               stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, timeout=240)
     text = (tmp_path / "log.txt").read_text()

@@ -53,6 +53,7 @@ def register(sub: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    # deferred: medssl.submit pulls torch and MONAI (seconds); the CLI imports every command module at start-up
     from medssl.submit import export_openbhb
 
     out = export_openbhb(args.source, args.out, modality=args.modality, batch_size=args.batch_size,
@@ -62,13 +63,14 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    # deferred: medssl.submit and medssl.data pull torch and MONAI (seconds); the CLI imports every command
+    # module at start-up
+    from medssl.data.kit_writer import write_standin_kit
     from medssl.submit.check import SubmissionFailure, check_submission
 
     with tempfile.TemporaryDirectory(prefix="medssl-kit-") as tmp:
         kit = args.data
         if kit is None:
-            from medssl.data.kit_writer import write_standin_kit
-
             kit = write_standin_kit(Path(tmp) / "kit")
             print(f"no --data: a stand-in of the kit's data at {kit} (full-width random rows: the scores "
                   "mean nothing, the server's calls and the contract are checked)")

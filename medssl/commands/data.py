@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from medssl.errors import DataError
+
 
 def register(sub: Any) -> None:
     """Add this group's subcommands to the ``medssl`` parser."""
@@ -65,6 +67,7 @@ def register(sub: Any) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    # deferred: medssl.data pulls torch and pandas (seconds); the CLI imports every command module at start-up
     from medssl.data import make_synthetic_cohort
 
     out = make_synthetic_cohort(args.out, args.cohort, args.n_subjects, args.n_sites, args.n_external_sites,
@@ -75,6 +78,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_manifest(args: argparse.Namespace) -> int:
+    # deferred: medssl.data pulls torch and pandas (seconds); the CLI imports every command module at start-up
     from medssl.data import manifest_builders as mb
     from medssl.data.manifest import write_manifest
 
@@ -96,6 +100,7 @@ def run_manifest(args: argparse.Namespace) -> int:
 
 def print_summary(summary: Any, title: str) -> None:
     """Print a summary DataFrame as a rich table: one row per quantity, one column per split."""
+    # deferred: rich adds about 30 ms, a third of medssl --help, and only validate prints a table
     from rich.console import Console
     from rich.table import Table
 
@@ -109,8 +114,8 @@ def print_summary(summary: Any, title: str) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    # deferred: medssl.data pulls torch and pandas (seconds); the CLI imports every command module at start-up
     from medssl.data import missing_labels, open_cohort, summarize_cohort, validate_cohort
-    from medssl.errors import DataError
 
     cohort = open_cohort(args.source, args.modality, args.data_root)
     summary = summarize_cohort(cohort) if args.headers_only else validate_cohort(cohort)
@@ -128,6 +133,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_check_leakage(args: argparse.Namespace) -> int:
+    # deferred: medssl.data pulls torch and pandas (seconds); the CLI imports every command module at start-up
     from medssl.data import check_leakage, check_split_leakage, open_cohort
 
     a, b = open_cohort(args.a, args.modality), open_cohort(args.b, args.modality)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medssl.errors import ConfigError
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="synthetic",
@@ -58,8 +60,6 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
     cv_kwargs: dict[str, Any] = {}
     if args.folds is not None:
         if args.cv == "fixed":
-            from medssl.errors import ConfigError
-
             raise ConfigError("--folds needs --cv site_kfold or --cv leave_sites_out")
         cv_kwargs["n_splits" if args.cv == "site_kfold" else "n_groups"] = args.folds
     return dict(batch_size=args.batch_size, device=args.device, baselines=args.baselines, cv=args.cv,
@@ -68,6 +68,7 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    # deferred: medssl.pipelines pulls torch and MONAI (seconds); the CLI imports every command module at start-up
     from medssl.pipelines.evaluate import default_out, evaluate
 
     out = args.out or default_out(args.encoder)
@@ -81,6 +82,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    # deferred: medssl.pipelines pulls torch and MONAI (seconds); the CLI imports every command module at start-up
     from medssl.pipelines.evaluate import compare
     from medssl.eval.report import markdown_table
 

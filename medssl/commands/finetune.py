@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 from typing import Any
 
 
@@ -11,7 +13,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "finetune", help="fine-tune diagnosis classifiers (internal/external AUC over repeats)",
         description="Train diagnosis-vs-control classifiers as CONFIG says; key=value overrides win, e.g. "
-        "init=runs/yaware/encoder.pt (or init=[scratch,runs/a,runs/b]; a folder written by medssl export-hub, or hf://ORG/NAME[@REVISION]) data.source=manifest.csv "
+        "init=runs/yaware/encoder.pt (or init=[scratch,runs/a,runs/b]; a folder written by medssl export-hub, or "
+        "hf://ORG/NAME[@REVISION]) data.source=manifest.csv "
         "finetune.recipe=linear|partial|full train.n_labelled=[100,300,500] finetune.leakage=warn "
         "out=runs/ft. Writes OUT/metrics.json, report.md, predictions.csv, roc.png (and label_fraction.png).")
     p.add_argument("config", help="YAML task file, e.g. configs/finetune/scz.yaml")
@@ -21,11 +24,9 @@ def register(sub: Any) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    import json
-    import shlex
-
-    from medssl.config import load_config
-    from medssl.config import FinetuneConfig
+    # deferred: medssl.config (yaml, ~30 ms) and medssl.pipelines (torch, MONAI: seconds) would slow every
+    # medssl start-up, since the CLI imports every command module
+    from medssl.config import FinetuneConfig, load_config
     from medssl.pipelines.finetune import finetune
 
     cfg = load_config(args.config, args.overrides, FinetuneConfig)

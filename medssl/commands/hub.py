@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
 
 
 def run_export_hub(args: argparse.Namespace) -> int:
+    # deferred: medssl.pipelines pulls torch and MONAI (seconds); the CLI imports every command module at start-up
     from medssl.pipelines.hub_export import export_hub
 
     out = export_hub(args.run, args.out, overwrite=args.overwrite, repo_id=args.repo_id,

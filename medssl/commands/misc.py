@@ -47,6 +47,8 @@ def recipe_description(path: Path) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    # deferred: medssl.registry imports inspect (~7 ms, a tenth of medssl --help); the CLI imports every
+    # command module at start-up
     from medssl import registry
 
     for kind in [args.kind] if args.kind and args.kind != RECIPES else [] if args.kind else KINDS:

@@ -26,6 +26,8 @@ def register(sub: Any) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
+    # deferred: medssl.config (yaml, ~30 ms) and medssl.pipelines (torch, MONAI: seconds) would slow every
+    # medssl start-up, since the CLI imports every command module
     from medssl.config import PretrainConfig, load_config
     from medssl.pipelines.pretrain import pretrain
 
@@ -36,6 +38,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    # deferred: medssl.pipelines pulls torch and MONAI (seconds); the CLI imports every command module at start-up
     from medssl.pipelines.demo import demo
 
     demo(args.out, epochs=args.epochs, overwrite=args.overwrite)

@@ -23,6 +23,7 @@ def register(sub: Any) -> None:
 
 
 def run_study_command(args: argparse.Namespace) -> int:
+    # deferred: medssl.pipelines pulls torch and MONAI (seconds); the CLI imports every command module at start-up
     from medssl.pipelines.studies import load_study, run_study
 
     cfg = load_study(args.config, args.overrides)

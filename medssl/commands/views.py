@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medssl.errors import ConfigError
+from medssl.utils.io import ensure_writable
+
 
 def register(sub: Any) -> None:
     """Add ``medssl views`` to the ``medssl`` parser."""
@@ -26,15 +29,15 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred: medssl.methods, .data, .pipelines and .transforms pull torch and MONAI (seconds), medssl.config
+    # yaml; the CLI imports every command module at start-up
     import medssl.methods  # noqa: F401  (registers METHODS, checked by PretrainConfig)
     from medssl.config import PretrainConfig, component_kwargs, load_config
     from medssl.data import CohortDataset
-    from medssl.errors import ConfigError
     from medssl.pipelines.common import open_configured_cohort
     from medssl.registry import VIEWS
     from medssl.transforms import monai_view_transform
     from medssl.transforms.plot import plot_views
-    from medssl.utils.io import ensure_writable
 
     if not args.overwrite:
         ensure_writable(args.out)  # refuse before any work; with --overwrite the write replaces it

@@ -16,6 +16,7 @@ import yaml
 
 from medssl import registry
 from medssl.errors import ConfigError
+from medssl.utils.io import write_text
 
 C = TypeVar("C")
 
@@ -77,7 +78,9 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(
-    path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), schema: type[C] = dict  # type: ignore[assignment]
+    path: str | Path | None,
+    overrides: list[str] | tuple[str, ...] = (),
+    schema: type[C] = dict,  # type: ignore[assignment]
 ) -> C:
     """Load ``path`` (YAML) over ``schema``'s defaults, apply overrides, validate, and return it."""
     raw: dict[str, Any] = {}
@@ -232,8 +235,6 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def save_resolved(cfg: Any, path: str | Path, extra: dict[str, Any] | None = None) -> None:
     """Write the resolved config (plus ``extra``, e.g. git sha and versions) as YAML, atomically."""
-    from medssl.utils.io import write_text
-
     payload = to_dict(cfg)
     if extra:
         payload = {**payload, "_run": extra}

@@ -3,7 +3,8 @@
 Per item: read (lazy) -> crop/pad (MONAI ``ResizeWithPadOrCrop``, centred, zero padding) or resample
 (MONAI ``Resize``, trilinear, Gaussian anti-aliasing when shrinking) to ``shape`` -> per-image z-score
 over the whole volume ``(x - mean(x)) / std(x)`` (the starting kit's convention) -> optional
-``transform`` (MONAI dict transforms or any callable on the dict). The deterministic part can be cached on disk as ``.npy``.
+``transform`` (MONAI dict transforms or any callable on the dict). The deterministic part can be cached on
+disk as ``.npy``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 from torch.utils.data import Dataset
 
 from medssl.data.cohort import Cohort
@@ -33,12 +35,13 @@ def resize_volume(
         return volume
     volume = np.array(volume, dtype=np.float32)  # a writable copy: memmaps are read-only
     if resize == "crop_pad":
+        # deferred: MONAI (seconds; it pulls sklearn and matplotlib) is needed by no other part of medssl.data
         from monai.transforms import ResizeWithPadOrCrop
 
         out = ResizeWithPadOrCrop(shape, mode="constant")(volume)
     elif resize == "resample":
+        # deferred: MONAI (seconds; it pulls sklearn and matplotlib) is needed by no other part of medssl.data
         from monai.transforms import Resize
-        from scipy.ndimage import gaussian_filter
 
         # anti-aliasing as skimage: sigma = (factor - 1) / 2 per shrunk axis; edge-replicating border
         # (MONAI's own anti-aliasing zero-pads, which darkens the border of non-zero images)

@@ -16,7 +16,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+from nibabel.affines import voxel_sizes
+from nibabel.orientations import apply_orientation, io_orientation
 
 from medssl.errors import DataError
 
@@ -55,8 +58,6 @@ def volume_shape(shape: tuple[int, ...], path: str | os.PathLike[str]) -> tuple[
 
 
 def _nifti(path: Path):  # noqa: ANN202  (nibabel image)
-    import nibabel as nib
-
     if not path.is_file():
         raise DataError(f"{path}: image file is missing; restore it or fix its path in the manifest")
     try:
@@ -77,8 +78,6 @@ def _stored_shape(img, path: Path) -> tuple[int, int, int]:  # noqa: ANN001  (ni
 
 def _ras_orientation(img, path: Path) -> np.ndarray:  # noqa: ANN001  (nibabel image)
     """``(3, 2)`` nibabel orientation (stored axis -> RAS axis, flip) of ``io_orientation(affine)``."""
-    from nibabel.orientations import io_orientation
-
     ornt = io_orientation(img.affine)
     if np.isnan(ornt).any():
         raise DataError(
@@ -95,8 +94,6 @@ def nifti_grid(path: str | os.PathLike[str]) -> tuple[tuple[int, int, int], tupl
     affine's column ``i`` (what ``as_closest_canonical(img).header.get_zooms()`` reports, without
     reading the data).
     """
-    from nibabel.affines import voxel_sizes
-
     path = Path(path)
     img = _nifti(path)
     stored, sizes = _stored_shape(img, path), voxel_sizes(img.affine)
@@ -190,8 +187,6 @@ def read_nifti_ras(path: Path) -> np.ndarray:
     The same flips and transposes as ``nibabel.as_closest_canonical`` (``apply_orientation`` of
     ``io_orientation(affine)``), applied to the float32 array so that no float64 copy is made.
     """
-    from nibabel.orientations import apply_orientation
-
     img = _nifti(path)
     stored, ornt = _stored_shape(img, path), _ras_orientation(img, path)
     try:

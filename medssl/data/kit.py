@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 
@@ -50,8 +51,6 @@ def find_mask(modality: str, roots: list[Path]) -> Path | None:
 
 def load_mask(modality: str, path: Path) -> np.ndarray:
     """Binarised kit mask ``(D, H, W)`` bool: GM TPM ``> 0.05`` (vbm), brain T1 ``> 0`` (quasiraw)."""
-    import nibabel as nib
-
     try:
         data = np.asarray(nib.load(path).dataobj, dtype=np.float32)
     except Exception as exc:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from medssl.data.cohort import Cohort
-from medssl.data.kit import KIT_GRIDS, KIT_MASK_VOXELS, KIT_ROW_WIDTH, MASK_FILES, find_mask, mask_volume
+from medssl.data.kit import KIT_GRIDS, KIT_MASK_VOXELS, KIT_ROW_WIDTH, MASK_FILES, find_mask, load_mask, mask_volume
 from medssl.errors import DataError
+from medssl.utils.io import atomic_path, ensure_writable
 
 KIT_TSV_COLUMNS = ("participant_id", "age", "site", "split", "sex", "diagnosis", "study")
 
@@ -32,8 +34,6 @@ def _data_maps(cohort: Cohort) -> np.ndarray:
 
 def kit_maps(cohorts: dict[str, Cohort], masks: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The float map written as each modality's kit mask file (thresholding it gives the mask)."""
-    from medssl.data.kit import load_mask
-
     maps = {}
     for modality, cohort in cohorts.items():
         if masks and modality in masks:
@@ -74,10 +74,6 @@ def write_kit_layout(
     Returns:
         ``out``, a folder openable with ``open_cohort(out, modality)``.
     """
-    import nibabel as nib
-
-    from medssl.utils.io import atomic_path, ensure_writable
-
     out = Path(out)
     if not overwrite:
         ensure_writable(out, overwrite=False)
@@ -146,10 +142,6 @@ def write_standin_kit(
     ``split``): ``internal_train`` rows on sites 0/1 (alternating), then ``internal_test`` rows on sites
     0/1 and ``external_test`` rows on site 3. Scores on these rows mean nothing; the contract is checked.
     """
-    import nibabel as nib
-
-    from medssl.utils.io import atomic_path, ensure_writable
-
     masks = {m: central_mask(grids[m], voxels[m]) for m in ("vbm", "quasiraw")}
     if width < voxels["vbm"] + voxels["quasiraw"]:
         raise ValueError(f"rows of {width} columns cannot hold {voxels['vbm'] + voxels['quasiraw']} voxels")

@@ -17,6 +17,7 @@ from medssl.data.cohort import Cohort, PathSource, numeric_column, check_unique,
 from medssl.data.images import is_image_path
 from medssl.data.openbhb import check_shapes
 from medssl.errors import DataError
+from medssl.utils.io import atomic_path, ensure_writable
 
 REQUIRED_COLUMNS = ("participant_id", "path")
 OPTIONAL_COLUMNS = ("session", "study", "site", "age", "sex", "diagnosis", "tiv", "split", "sha256")
@@ -87,8 +88,6 @@ def manifest_frame(table: pd.DataFrame, root: Path) -> pd.DataFrame:
 
 def write_manifest(table: pd.DataFrame, out: str | Path, root: str | Path, overwrite: bool = False) -> Path:
     """Write a manifest CSV atomically (paths relative to ``root``); refuse to overwrite by default."""
-    from medssl.utils.io import atomic_path, ensure_writable
-
     out = Path(out)
     if not overwrite:
         ensure_writable(out, overwrite=False)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from medssl.data.cohort import check_unique, refuse_partly_empty, text_column
 from medssl.data.openbhb import match_images
+from medssl.data.sources import open_cohort
 from medssl.errors import DataError
 
 UKB_IMAGES = {"t1": "T1/T1_brain_to_MNI.nii.gz", "gm": "T1/T1_fast/T1_brain_pve_1.nii.gz"}
@@ -32,8 +33,6 @@ BIDS_ALIASES = {
 
 def build_openbhb_manifest(root: str | Path, modality: str = "vbm") -> pd.DataFrame:
     """Manifest table of an OpenBHB HuggingFace or DataPort root (the kit has no per-scan files)."""
-    from medssl.data.sources import open_cohort
-
     cohort = open_cohort(root, modality)
     if cohort.layout not in ("hf", "dataport"):
         raise DataError(

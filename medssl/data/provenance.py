@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from medssl.data.cohort import Cohort
+from medssl.data.images import image_grid
 
 # OpenBHB's distributed grids (HF / DataPort .npy arrays carry no header): VBM 1.5 mm, quasi-raw 1 mm
 OPENBHB_VOXEL_MM = {(121, 145, 121): 1.5, (182, 218, 182): 1.0}
@@ -41,8 +42,6 @@ def cohort_name(cohort: Cohort) -> str:
 def voxel_size_mm(cohort: Cohort) -> list[float] | None:
     """Voxel size (mm, RAS axes) of the stored scans: NIfTI header of the first scan, ``synthetic.json``,
     or OpenBHB's known grids; None when unknown (``.npy`` arrays of another grid)."""
-    from medssl.data.images import image_grid
-
     if "path" in cohort.table.columns and len(cohort.table):
         zooms = image_grid(cohort.table["path"].iloc[0])[1]
         if zooms is not None:

@@ -12,14 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from medssl.data.cohort import MODALITIES, Cohort
+from medssl.data.kit import kit_data_dir, open_kit
+from medssl.data.manifest import read_manifest
+from medssl.data.openbhb import is_dataport, is_hf, open_dataport, open_hf
+from medssl.data.synthetic import ensure_synthetic
 from medssl.errors import DataError
 
 
 def detect_layout(path: Path, modality: str = "vbm") -> tuple[str, Path]:
     """``(layout, location)`` with layout in kit/hf/dataport/manifest; DataError when none fits."""
-    from medssl.data.kit import kit_data_dir
-    from medssl.data.openbhb import is_dataport, is_hf
-
     if path.is_file():
         if path.suffix.lower() == ".csv":
             return "manifest", path
@@ -61,22 +62,13 @@ def open_cohort(
     if modality not in MODALITIES:
         raise DataError(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
     if str(source) == "synthetic":
-        from medssl.data.synthetic import ensure_synthetic
-
         source = ensure_synthetic()
     layout, where = detect_layout(Path(source).expanduser(), modality)
     if layout == "kit":
-        from medssl.data.kit import open_kit
-
         return open_kit(where, modality)
     if layout == "hf":
-        from medssl.data.openbhb import open_hf
-
         return open_hf(where, modality)
     if layout == "dataport":
-        from medssl.data.openbhb import open_dataport
-
         return open_dataport(where, modality)
-    from medssl.data.manifest import read_manifest
 
     return read_manifest(where, data_root, modality)

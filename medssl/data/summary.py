@@ -8,7 +8,11 @@ import numpy as np
 import pandas as pd
 
 from medssl.data.cohort import MODALITIES, SPLITS, Cohort
+from medssl.data.images import sha256_file
+from medssl.data.leakage import check_split_leakage
+from medssl.data.sources import open_cohort
 from medssl.errors import DataError, LeakageError
+from medssl.utils.io import atomic_path
 
 
 def _summary_row(table: pd.DataFrame, train_sites: set[str]) -> dict[str, object]:
@@ -84,9 +88,6 @@ def validate_cohort(cohort: Cohort, check_sha256: bool = True) -> pd.DataFrame:
     Raises:
         DataError: listing the first problems (file/row and fix) and how many there are.
     """
-    from medssl.data.images import sha256_file
-    from medssl.data.leakage import check_split_leakage
-
     problems = []
     has_sha = check_sha256 and "sha256" in cohort.table.columns
     for i in range(len(cohort)):
@@ -113,8 +114,6 @@ def validate_cohort(cohort: Cohort, check_sha256: bool = True) -> pd.DataFrame:
 
 def _sibling_modalities(cohort: Cohort) -> dict[str, Cohort]:
     """This cohort plus the other modalities its source also holds (HF, DataPort, kit, synthetic)."""
-    from medssl.data.sources import open_cohort
-
     found = {cohort.modality: cohort}
     source = Path(cohort.source)
     root = source.parent if cohort.layout == "manifest" and source.name.startswith("manifest_") else source
@@ -131,9 +130,8 @@ def _sibling_modalities(cohort: Cohort) -> dict[str, Cohort]:
 
 def plot_cohort(cohort: Cohort, path: str | Path) -> Path:
     """PNG overview: age histogram per split, scans per site per split, a mid axial slice per modality."""
+    # deferred: matplotlib only for this figure; no other part of medssl.data needs it
     from matplotlib.figure import Figure  # no pyplot: works under any backend, nothing left open
-
-    from medssl.utils.io import atomic_path
 
     modalities = _sibling_modalities(cohort)
     table = cohort.table

@@ -1,11 +1,12 @@
 """Batches moved to the device one step ahead, on a side CUDA stream.
 
 A copy issued with ``non_blocking=True`` on the compute stream still waits its turn behind that step's
-kernels (its measured share of a step: benchmarks/README.md, "Design figures"). :func:`device_batches` issues the copy of batch
-``k + 1`` on a second stream before handing batch ``k`` to the step, so the copy engine runs while the
-GPU computes. Ordering: the compute stream waits for the side stream before it uses a batch, and every
-tensor of the batch is ``record_stream``-ed on the compute stream so the caching allocator does not hand
-its memory out again while the step still reads it (the pattern of NVIDIA's Apex ``data_prefetcher``).
+kernels (its measured share of a step: benchmarks/README.md, "Design figures"). :func:`device_batches`
+issues the copy of batch ``k + 1`` on a second stream before handing batch ``k`` to the step, so the copy
+engine runs while the GPU computes. Ordering: the compute stream waits for the side stream before it uses
+a batch, and every tensor of the batch is ``record_stream``-ed on the compute stream so the caching
+allocator does not hand its memory out again while the step still reads it (the pattern of NVIDIA's Apex
+``data_prefetcher``).
 Off CUDA it is a plain loop over ``move(batch)``.
 """
 

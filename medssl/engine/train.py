@@ -41,6 +41,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 from torch.utils.data import Dataset
+from torch.utils.tensorboard import SummaryWriter
 
 from medssl.config import TrainConfig
 from medssl.data.device_cache import DeviceCohort
@@ -74,8 +75,6 @@ class MetricsLog:
                     if ln and json.loads(ln).get("step", 0) <= resume_step]
             self.path.write_text("".join(ln + "\n" for ln in kept))
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
             self.writer = SummaryWriter(str(run_dir / "tb"))
 
     def write(self, record: dict[str, Any]) -> None:

@@ -22,9 +22,12 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from medssl.data.dataset import preprocess_image
 from medssl.data.device_cache import DeviceCohort
 from medssl.errors import ConfigError, DataError
 from medssl.eval.frozen import assert_frozen
+from medssl.models import load_encoder
+from medssl.registry import VIEWS
 from medssl.utils.device import resolve_device
 from medssl.utils.progress import progress_bar
 
@@ -144,8 +147,6 @@ class Embedder(TransformerMixin, BaseEstimator):
 
     def fit(self, X: Any = None, y: Any = None) -> "Embedder":
         """Load the encoder weights and card; ``X`` and ``y`` are ignored (the encoder is pretrained)."""
-        from medssl.models import load_encoder
-
         if self.encoder_path is None:
             raise ConfigError("Embedder needs encoder_path= (a run folder or encoder.pt)")
         if int(self.batch_size) < 1:
@@ -163,8 +164,6 @@ class Embedder(TransformerMixin, BaseEstimator):
         if X.ndim != 5 or X.shape[1] != 1:
             raise DataError(f"Embedder expects volumes (n, 1, D, H, W) or (n, D, H, W), got shape {X.shape}")
         if self.preprocess:
-            from medssl.data.dataset import preprocess_image
-
             prep = self.card_.get("preprocessing", {})
             resize, normalize = prep.get("resize", "crop_pad"), prep.get("normalize", "zscore")
             return np.stack(
@@ -206,8 +205,6 @@ def view_pair_features(
     Returns:
         ``(Z1, Z2)``, float32 (N, F) each; row i holds the two views of item i.
     """
-    from medssl.registry import VIEWS
-
     device = resolve_device(device)
     augment = VIEWS.build(preset).to(device)
     generator = torch.Generator(device=device).manual_seed(seed)

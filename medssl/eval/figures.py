@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from medssl.eval.cv import EXTERNAL, INTERNAL, TRAIN
@@ -116,8 +117,6 @@ def embedding_figure(
 
 
 def _site_colors(n: int) -> list[Any]:
-    from matplotlib import colormaps
-
     cmap = colormaps["tab20" if n <= 20 else "gist_ncar"]
     return [cmap(i / max(n - 1, 1)) if n > 20 else cmap(i) for i in range(n)]
 

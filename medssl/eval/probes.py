@@ -30,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from medssl.errors import ConfigError
+from medssl.eval.metrics import balanced_accuracy, mae
 from medssl.registry import PROBES
 
 GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0)
@@ -170,8 +171,6 @@ def fit_and_score_probes(
         ``probe_mae_age`` (all validation rows), ``probe_bacc_site`` (validation rows of sites seen in
         train; NaN if none) and ``probe_site_chance`` (1 / train sites). Convergence warnings are muted.
     """
-    from medssl.eval.metrics import balanced_accuracy, mae
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         age = fit_probe(openbhb_age(), x_train, meta_train["age"].to_numpy(np.float64), n_jobs)

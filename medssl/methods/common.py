@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from medssl.errors import ConfigError, DataError
+from medssl.losses.combined import CombinedObjective
 
 
 def predictor_mlp(dim: int, hidden_dim: int) -> nn.Sequential:
@@ -51,8 +52,6 @@ def check_views(views: list[torch.Tensor], method: str, n: int = 2) -> None:
 
 def main_loss(loss: nn.Module | None) -> nn.Module | None:
     """The objective itself; a ``CombinedObjective`` (as the pipeline builds) holds it as ``.loss``."""
-    from medssl.losses.combined import CombinedObjective
-
     return loss.loss if isinstance(loss, CombinedObjective) else loss
 
 

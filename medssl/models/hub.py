@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from medssl.errors import DataError
 
@@ -57,7 +58,7 @@ def fetch_hub_encoder(reference: str, cache_dir: str | os.PathLike[str] | None =
     """
     repo_id, revision = parse_hub_reference(reference)
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # deferred: optional extra (pip install medssl[hub])
     except ImportError:
         raise DataError(f"{reference} needs huggingface_hub, which is not installed: pip install "
                         "medssl[hub] (or give the folder written by medssl export-hub)") from None
@@ -75,8 +76,6 @@ def fetch_hub_encoder(reference: str, cache_dir: str | os.PathLike[str] | None =
 def read_weights(path: Path, map_location: str | torch.device = "cpu") -> Any:
     """The ``state_dict`` in ``path``: ``.safetensors`` (no pickle) or ``torch.save`` (``weights_only``)."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(path, device=str(map_location))
     return torch.load(path, map_location=map_location, weights_only=True)
 
@@ -84,7 +83,5 @@ def read_weights(path: Path, map_location: str | torch.device = "cpu") -> Any:
 def write_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
     """Write a ``state_dict`` as safetensors (contiguous CPU copies; ``format: pt`` metadata, as
     ``transformers`` writes it)."""
-    from safetensors.torch import save_file
-
     save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(path),
               metadata={"format": "pt"})

@@ -8,15 +8,15 @@ from typing import Any
 from torch import nn
 
 from medssl.config import DataConfig, ObjectiveConfig, component_kwargs, load_yaml, to_dict
+from medssl.data import ensure_synthetic, open_cohort
 from medssl.errors import OutputExistsError
+from medssl.losses.combined import CombinedObjective
 from medssl.registry import LOSSES
 from medssl.utils.io import ensure_writable, write_text
 
 
 def open_configured_cohort(data: DataConfig) -> Any:
     """``open_cohort`` for ``data.source``; ``synthetic`` builds (once) the embedded default cohort."""
-    from medssl.data import ensure_synthetic, open_cohort
-
     source: str | Path = data.source
     if data.source == "synthetic":
         source = ensure_synthetic(n_subjects=data.synthetic_subjects, shape=tuple(data.synthetic_shape))
@@ -26,8 +26,6 @@ def open_configured_cohort(data: DataConfig) -> Any:
 def build_objective(loss: dict[str, Any], regularizer: dict[str, Any],
                     objective: ObjectiveConfig) -> nn.Module | None:
     """``objective.alpha * loss + objective.lambda * regularizer`` from the config (None when no loss)."""
-    from medssl.losses.combined import CombinedObjective
-
     if loss["name"] == "none":
         return None
     main = LOSSES.build(loss["name"], **component_kwargs(loss))

@@ -18,8 +18,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from medssl.config import PretrainConfig, load_config
+from medssl.data import make_synthetic_cohort, open_cohort, plot_cohort, summarize_cohort
+from medssl.data.synthetic.generate import GENERATOR_VERSION
 from medssl.errors import OutputExistsError
+from medssl.eval.figures import comparison_figure
+from medssl.pipelines.evaluate import evaluate
+from medssl.pipelines.pretrain import pretrain
 from medssl.utils.io import atomic_path, ensure_writable, write_json, write_text
 
 # Laptop-sized recipe shared by both arms; only the loss differs (the point of the comparison). Cutout
@@ -50,8 +57,6 @@ def demo(out: str | Path = "runs/demo", epochs: int | None = None, overwrite: bo
         OutputExistsError: ``out`` holds something other than a demo with these settings (and not
             ``overwrite``).
     """
-    from medssl.data import make_synthetic_cohort, open_cohort, plot_cohort, summarize_cohort
-
     out, t0 = Path(out), time.perf_counter()
     epochs = epochs or DEMO_EPOCHS
     settings = demo_settings(epochs)
@@ -89,8 +94,6 @@ def demo(out: str | Path = "runs/demo", epochs: int | None = None, overwrite: bo
 
 def demo_settings(epochs: int) -> dict[str, Any]:
     """What decides the demo's numbers (``out/demo.json``): a folder made with others is not reused."""
-    from medssl.data.synthetic.generate import GENERATOR_VERSION
-
     return json.loads(json.dumps({"cohort": DEMO_COHORT, "generator_version": GENERATOR_VERSION,
                                   "recipe": DEMO_RECIPE, "arms": ARMS, "epochs": epochs}))
 
@@ -117,9 +120,6 @@ def pretrain_and_evaluate(arm: str, loss: list[str], run: Path, data: Path, epoc
                           baselines: bool) -> dict[str, Any]:
     """Pretrain one arm (skipped when ``run/encoder.pt`` exists; resumed from its checkpoint when cut
     short) and evaluate it (skipped when ``run/eval/metrics.json`` exists)."""
-    from medssl.pipelines.evaluate import evaluate
-    from medssl.pipelines.pretrain import pretrain
-
     cfg = load_config(None, DEMO_RECIPE + loss + [f"data.source={data}", f"out={run}",
                                                   f"train.epochs={epochs}"], PretrainConfig)
     if (run / "encoder.pt").is_file():
@@ -156,10 +156,6 @@ def comparison_table(results: dict[str, dict[str, Any]]) -> str:
 
 def comparison_png(results: dict[str, dict[str, Any]], path: Path) -> Path:
     """External age MAE vs site BAcc of every row, over contours of the challenge score."""
-    import pandas as pd
-
-    from medssl.eval.figures import comparison_figure
-
     table = pd.DataFrame([{"run": name, **{c: m.get(c) for c in COLUMNS}} for name, m in results.items()])
     with atomic_path(path) as tmp:
         comparison_figure(table, float(table.site_chance.iloc[0]), tmp)

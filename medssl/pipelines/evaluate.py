@@ -13,16 +13,23 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from torch.utils.data import Subset
 
-from medssl.data import SPLITS, require_labels
+from medssl.data import SPLITS, CohortDataset, open_cohort, require_labels
 from medssl.errors import ConfigError
+from medssl.eval.baselines import RawVoxels, score_baselines
 from medssl.eval.encoder import challenge_metrics, cohort_folds
 from medssl.eval.features import extract_features, view_pair_features
-from medssl.utils.device import resolve_device
+from medssl.eval.figures import comparison_figure
 from medssl.eval.frozen import FrozenWeightsError, state_digest
 from medssl.eval.metrics import alignment, uniformity
 from medssl.eval.probes import ALTERNATIVE_PROBES
 from medssl.eval.protocol import average_folds, per_site_table
+from medssl.eval.report import markdown_table, write_report
+from medssl.models import load_encoder
+from medssl.models.encoder_io import encoder_name
+from medssl.models.hub import hub_reference_name, is_hub_reference
+from medssl.utils.device import resolve_device
 from medssl.utils.io import atomic_path, ensure_writable, write_json, write_text
 from medssl.utils.repro import environment_info
 
@@ -32,8 +39,6 @@ ALT_KEYS = ("mae_internal", "mae_external", "bacc_site", "challenge_score", "age
 def default_out(encoder_source: str | Path) -> Path:
     """``RUN/eval`` for a run (or exported) folder, ``<stem>_eval`` beside an ``encoder.pt`` file,
     ``ORG--NAME_eval`` in the current folder for ``hf://ORG/NAME``."""
-    from medssl.models.hub import hub_reference_name, is_hub_reference
-
     if is_hub_reference(encoder_source):
         return Path(f"{hub_reference_name(str(encoder_source))}_eval")
     source = Path(encoder_source)
@@ -41,14 +46,10 @@ def default_out(encoder_source: str | Path) -> Path:
 
 
 def _open(data_source: str | Path, modality: str, data_root: str | Path | None) -> Any:
-    from medssl.data import open_cohort
-
     return open_cohort(data_source, modality=modality, data_root=data_root)
 
 
 def _dataset(cohort: Any, card: dict[str, Any]) -> Any:
-    from medssl.data import CohortDataset
-
     prep = card.get("preprocessing") or {}
     shape = prep.get("shape") or card.get("input_shape")
     return CohortDataset(cohort, shape=shape, resize=prep.get("resize", "crop_pad"),
@@ -89,8 +90,6 @@ def evaluate(
     Raises:
         FrozenWeightsError: the encoder's weights or BatchNorm buffers changed during evaluation.
     """
-    from medssl.models import load_encoder
-
     unknown = [p for p in alt_probes if p not in ALTERNATIVE_PROBES]
     if unknown:
         raise ConfigError(f"unknown alternative probe(s) {unknown}; choose from {', '.join(ALTERNATIVE_PROBES)}")
@@ -128,8 +127,6 @@ def evaluate(
 def _geometry(encoder: Any, dataset: Any, X: np.ndarray, internal: np.ndarray, views: str, dev: Any,
               batch_size: int, seed: int) -> dict[str, Any]:
     """Alignment of two ``views`` of (at most 256) internal-test scans; uniformity of all internal-test features."""
-    from torch.utils.data import Subset
-
     z1, z2 = view_pair_features(encoder, Subset(dataset, internal[:256].tolist()), views, dev, batch_size, seed)
     return {"alignment": alignment(z1, z2), "uniformity": uniformity(X[internal]), "alignment_views": views,
             "n_alignment_pairs": len(z1)}
@@ -148,8 +145,6 @@ def _alternatives(X: np.ndarray, meta: pd.DataFrame, folds: list[Any], names: Se
 
 def _baselines(X: np.ndarray, meta: pd.DataFrame, folds: list[Any], dataset: Any, max_features: int,
                dev: Any, batch_size: int, num_workers: int, progress: bool, n_jobs: int | None) -> dict[str, Any]:
-    from medssl.eval.baselines import RawVoxels, score_baselines
-
     raw = RawVoxels(dataset.output_shape, max_features)
     X_raw, _ = extract_features(raw, dataset, dev, batch_size, num_workers, progress)
     out = {}
@@ -163,8 +158,6 @@ def _baselines(X: np.ndarray, meta: pd.DataFrame, folds: list[Any], dataset: Any
 
 def _write(out: Path, metrics: dict[str, Any], preds: pd.DataFrame, X: np.ndarray, meta: pd.DataFrame,
            site_names: list[str], base: dict[str, Any], embedding_points: int) -> None:
-    from medssl.eval.report import write_report
-
     first = preds[preds.fold == preds.fold.iloc[0]]
     per_site = per_site_table(first)
     with atomic_path(out) as tmp:
@@ -184,8 +177,6 @@ COMPARE_KEYS = ("mae_internal", "rmse_internal", "mae_external", "bacc_site", "s
 def _labels(sources: Sequence[str | Path]) -> list[str]:
     """Run-folder names (also for ``RUN/encoder.pt``), ``ORG--NAME`` of Hub references, else the
     weights file's stem; repeated names get ``#i``."""
-    from medssl.models.encoder_io import encoder_name
-
     names = [encoder_name(s) for s in sources]
     return [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
 
@@ -202,7 +193,6 @@ def _reusable(path: Path, source: str | Path, data_source: str | Path,
     """An earlier ``metrics.json`` of the same encoder weights, data, folds and settings, else None."""
     if not path.is_file():
         return None
-    from medssl.models import load_encoder
 
     old = json.loads(path.read_text())
     same = (old.get("data_source") == str(data_source) and old.get("settings") == settings
@@ -224,9 +214,6 @@ def compare(
     Each encoder is evaluated into ``OUT/<label>/`` unless ``reuse`` and its default eval folder already
     holds metrics of the same weights (digest) on the same ``data_source``, folds and settings.
     """
-    from medssl.eval.figures import comparison_figure
-    from medssl.eval.report import markdown_table
-
     if len(encoder_sources) < 1:
         raise ConfigError("compare needs at least one run folder or encoder.pt")
     out = ensure_writable(Path(out), overwrite)

@@ -15,6 +15,7 @@ restarts an interrupted one from scratch, and writes the same outputs as an unin
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from medssl.pipelines.finetune_report import (
     summarize_runs,
 )
 from medssl.pipelines.common import prepare_run_dir
-from medssl.utils.io import atomic_path, write_json
+from medssl.utils.io import atomic_path, write_json, write_text
 from medssl.utils.repro import environment_info, seed_everything
 
 
@@ -124,8 +125,6 @@ def _save_unit(work: Path, run: dict[str, Any], tests: dict[str, tuple[np.ndarra
 
 def _load_unit(work: Path) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """A finished unit's run record and test predictions (``result.json`` + ``result.npz``)."""
-    import json
-
     with np.load(work / "result.npz") as arrays:
         parts = {key.split("/")[0] for key in arrays.files}
         tests = {part: (arrays[f"{part}/rows"], arrays[f"{part}/proba"]) for part in sorted(parts)}
@@ -195,8 +194,6 @@ def _prediction_frame(table: pd.DataFrame, rows: np.ndarray, proba: np.ndarray, 
 def _write_outputs(run_dir: Path, cfg: FinetuneConfig, classes: list[str], inits: list[Init],
                    leakage: list[dict[str, Any]], results: list[dict[str, Any]],
                    predictions: list[pd.DataFrame], curves: dict[str, Any], command: str | None) -> None:
-    from medssl.utils.io import atomic_path, write_text
-
     headline = next(r for r in results if r["n_labelled"] == (cfg.train.n_labelled or [None])[-1])
     summary_keys = [k for k in ("auc_internal", "auc_external", "bacc_internal", "bacc_external")
                     if k in headline]

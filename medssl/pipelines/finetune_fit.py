@@ -15,6 +15,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -113,10 +116,6 @@ def fit_logistic(
     balanced: bool, seed: int,
 ) -> tuple[Any, dict[str, Any]]:
     """``StandardScaler + LogisticRegression`` with C picked by validation AUC (first best on ties)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     best, best_auc, best_c = None, -np.inf, None
     for c in Cs:
         model = make_pipeline(StandardScaler(), LogisticRegression(

@@ -11,10 +11,17 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
+import medssl.methods.classifier  # noqa: F401  (registers "classifier")
 from medssl.config import DataConfig, component_kwargs
+from medssl.data import CohortDataset, open_cohort
+from medssl.data.leakage import check_leakage
+from medssl.data.synthetic import ensure_synthetic
 from medssl.errors import ConfigError, LeakageError
+from medssl.eval.features import extract_features
 from medssl.models import build_backbone
+from medssl.models.encoder_io import card_path, encoder_name, load_encoder, resolve_encoder_path
 from medssl.pipelines.common import open_configured_cohort
 from medssl.registry import METHODS
 
@@ -40,14 +47,11 @@ class Init:
         if self.card is None:
             return build_backbone(cfg.model["name"], activation_checkpointing=cfg.train.activation_checkpointing,
                                   **component_kwargs(cfg.model))
-        from medssl.models.encoder_io import load_encoder
 
         return load_encoder(self.source)[0]
 
     def prepare(self, cfg: Any, cohort: Any, labels: np.ndarray, device: torch.device) -> None:
         """Build the dataset and, for the linear recipe, embed the labelled rows once."""
-        from medssl.data import CohortDataset
-
         self.dataset = CohortDataset(cohort, shape=self.shape,
                                      resize=self.preprocessing.get("resize", cfg.data.resize),
                                      normalize=self.preprocessing.get("normalize", "zscore"),
@@ -55,9 +59,6 @@ class Init:
         if cfg.finetune.recipe != "linear":
             self.trainable_prefixes = build_classifier(self, cfg, 2, None).trainable_prefixes
             return
-        from torch.utils.data import Subset
-
-        from medssl.eval.features import extract_features
 
         rows = np.flatnonzero(labels >= 0)
         self.features, _ = extract_features(self.backbone(cfg), Subset(self.dataset, rows.tolist()),
@@ -69,8 +70,6 @@ class Init:
 
 def build_classifier(init: Init, cfg: Any, n_classes: int, class_weights: Any) -> nn.Module:
     """The ``classifier`` method around a fresh backbone of ``init``, with the config's recipe."""
-    import medssl.methods.classifier  # noqa: F401  (registers "classifier")
-
     ft = cfg.finetune
     return METHODS.get("classifier")(
         backbone=init.backbone(cfg), num_classes=n_classes, freeze=ft.recipe,
@@ -81,8 +80,6 @@ def build_classifier(init: Init, cfg: Any, n_classes: int, class_weights: Any) -
 
 def resolve_inits(cfg: Any) -> list[Init]:
     """``init`` (one or a list) -> ``Init`` objects; encoder cards fix the input shape and modality."""
-    from medssl.models.encoder_io import card_path, encoder_name, resolve_encoder_path
-
     sources = [cfg.init] if isinstance(cfg.init, str) else list(cfg.init)
     if not sources:
         raise ConfigError("init is empty: give scratch, a run folder or an encoder.pt (or a list of them)")
@@ -117,8 +114,6 @@ def resolve_inits(cfg: Any) -> list[Init]:
 def ensure_clinical_synthetic(kind: str, n_subjects: int, shape: tuple[int, ...], seed: int = 0) -> Path:
     """The synthetic clinical cohort ``kind`` (scz, bd, asd; NIfTI + manifest), generated once
     (``ensure_synthetic(cohort=kind)``, cached beside the healthy default)."""
-    from medssl.data.synthetic import ensure_synthetic
-
     if kind not in ("scz", "bd", "asd"):
         raise ConfigError(f"data.source=synthetic:{kind} is unknown; use synthetic:scz, synthetic:bd or "
                           "synthetic:asd")
@@ -129,7 +124,6 @@ def open_task_cohort(data: DataConfig) -> Any:
     """The clinical cohort: a manifest/folder, or ``synthetic:<scz|bd|asd>`` (generated once, cached)."""
     if not str(data.source).startswith(SYNTHETIC_PREFIX):
         return open_configured_cohort(data)
-    from medssl.data import open_cohort
 
     kind = str(data.source)[len(SYNTHETIC_PREFIX):]
     source = ensure_clinical_synthetic(kind, data.synthetic_subjects, tuple(data.synthetic_shape))
@@ -154,8 +148,6 @@ def guard_leakage(inits: list[Init], cohort: Any, cfg: Any) -> list[dict[str, An
     ``finetune.leakage``: ``error`` raises ``LeakageError``; ``warn`` records the overlap and goes on;
     ``off`` records that nothing was checked. Returns one record per encoder (stored in the outputs).
     """
-    from medssl.data.leakage import check_leakage
-
     mode = cfg.finetune.leakage
     records = []
     for init in inits:

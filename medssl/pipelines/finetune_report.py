@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
+from sklearn.metrics import roc_curve
 
 from medssl.eval.metrics import balanced_accuracy, roc_auc
 from medssl.utils.io import atomic_path
@@ -60,18 +63,12 @@ def summarize_runs(runs: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def _figure(ncols: int) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    matplotlib.use("Agg")  # here, not at import: importing medssl leaves a notebook's backend alone
     fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4.5), squeeze=False)
     return fig, axes[0]
 
 
 def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -85,8 +82,6 @@ def plot_roc(curves: dict[str, dict[str, list[tuple[str, np.ndarray, np.ndarray]
             :func:`disease_score` (positive class vs control). Each line's legend entry reads
             ``init, repeat label: AUC``; repeats of one init share its colour, with distinct dashes.
     """
-    from sklearn.metrics import roc_curve
-
     present = {s for per_init in curves.values() for s in per_init}
     sets = [s for s in ("internal_test", "external_test") if s in present]
     fig, axes = _figure(len(sets))

@@ -15,7 +15,14 @@ from typing import Any
 
 import yaml
 
+from medssl import __version__
+from medssl.config import load_yaml
+from medssl.data import open_cohort
+from medssl.data.provenance import describe_cohort
 from medssl.errors import DataError
+from medssl.models.encoder_io import load_encoder, resolve_encoder_path
+from medssl.models.hub import CONFIG_FILE, MODEL_CARD_FILE, WEIGHTS_FILE, write_weights
+from medssl.utils.io import atomic_path, ensure_writable
 
 # pretraining settings reported in the model card: (config section, key)
 TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "warmup_epochs",
@@ -40,10 +47,6 @@ def export_hub(source: str | Path, out: str | Path, *, overwrite: bool = False, 
         OutputExistsError: ``out`` is not empty and ``overwrite`` is False (checked before any work).
         DataError: the encoder files are missing or do not match.
     """
-    from medssl.models.encoder_io import load_encoder, resolve_encoder_path
-    from medssl.models.hub import CONFIG_FILE, MODEL_CARD_FILE, WEIGHTS_FILE, write_weights
-    from medssl.utils.io import atomic_path, ensure_writable
-
     out = ensure_writable(Path(out), overwrite)
     backbone, card = load_encoder(source)  # checks the weights against the card
     run_dir = resolve_encoder_path(source).parent
@@ -62,8 +65,6 @@ def export_hub(source: str | Path, out: str | Path, *, overwrite: bool = False, 
 def run_config(run_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
     """The resolved config the run ran with: ``RUN/config.yaml`` (with its ``_run`` provenance), else the
     card's copy."""
-    from medssl.config import load_yaml
-
     path = run_dir / "config.yaml"
     if path.is_file():
         return load_yaml(path.read_text()) or {}
@@ -86,9 +87,6 @@ def pretraining_cohort(card: dict[str, Any]) -> dict[str, Any]:
         return dict(card["pretraining_cohort"])
     source = card.get("cohort")
     if source and Path(source).exists():
-        from medssl.data import open_cohort
-        from medssl.data.provenance import describe_cohort
-
         return describe_cohort(open_cohort(source, modality=card.get("modality") or "vbm"))
     return {"name": "not recorded (a run made before medssl recorded its cohort)"}
 
@@ -106,8 +104,6 @@ def encoder_voxel_size(card: dict[str, Any], cohort: dict[str, Any]) -> list[flo
 
 def encoder_config(card: dict[str, Any]) -> dict[str, Any]:
     """``config.json``: the encoder card without local paths (no ``cohort`` path, no full config)."""
-    from medssl import __version__
-
     cohort = pretraining_cohort(card)
     return {
         "library": "medssl",

@@ -8,12 +8,15 @@ from typing import Any
 import torch
 
 from medssl.config import PretrainConfig, component_kwargs, save_resolved, to_dict
+from medssl.data import CohortDataset
 from medssl.data.device_cache import DeviceCohort
 from medssl.data.provenance import describe_cohort
 from medssl.engine.curves import write_training_curves
 from medssl.engine.launch import init_distributed_from_env, shutdown_distributed
 from medssl.engine.train import train_loop
 from medssl.errors import ConfigError, DataError
+from medssl.eval.features import extract_features
+from medssl.eval.probes import fit_and_score_probes
 from medssl.models.backbones import COMPUTE_ONLY_KWARGS
 from medssl.models.encoder_io import save_encoder
 from medssl.methods import build_method
@@ -51,7 +54,6 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
     run_dir = Path(cfg.out)
     try:
         seed_everything(cfg.train.seed)
-        from medssl.data import CohortDataset
 
         cohort = open_configured_cohort(cfg.data)
         views = component_kwargs(cfg.views)
@@ -127,10 +129,6 @@ def check_labels(cohort: Any, roles: dict[str, str | None]) -> None:
 def make_probe(cohort: Any, cfg: PretrainConfig, device: torch.device, train_set: Any = None) -> Any:
     """Frozen-feature probe on the validation split: age MAE (ridge) and site BAcc (logistic); the
     training split is embedded from ``train_set`` when it is a ``DeviceCohort`` (bf16-rounded volumes)."""
-    from medssl.data import CohortDataset
-    from medssl.eval.features import extract_features
-    from medssl.eval.probes import fit_and_score_probes
-
     train = train_set if isinstance(train_set, DeviceCohort) else CohortDataset(
         cohort.select([cfg.data.train_split]), shape=cfg.data.shape, resize=cfg.data.resize)
     val = CohortDataset(cohort.select([cfg.data.val_split]), shape=cfg.data.shape,

@@ -26,6 +26,8 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 
 from medssl.errors import DataError
+from medssl.eval.metrics import balanced_accuracy, challenge_score, mae
+from medssl.registry import PROBES
 from medssl.submit.export import MAX_FEATURES, load_estimator_module
 from medssl.submit.sanitize import check_source
 
@@ -171,9 +173,6 @@ def probe_scores(F_train: np.ndarray, y_train: pd.DataFrame, F_test: np.ndarray,
         ``mae_age``, ``bacc_site`` (internal rows), ``ext_mae_age`` (external rows, 0 if none),
         ``challenge_metric`` (0 if no external rows, as the kit) and ``converged`` (1.0 if saga converged).
     """
-    from medssl.eval.metrics import balanced_accuracy, challenge_score, mae
-    from medssl.registry import PROBES
-
     age = PROBES.build("openbhb_age", n_jobs=n_jobs)
     site = PROBES.build("openbhb_site", n_jobs=n_jobs)
     with warnings.catch_warnings(record=True) as caught:

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from medssl import __version__
 from medssl.data.kit import KIT_GRIDS
 from medssl.errors import ConfigError, DataError
 from medssl.models.encoder_io import load_encoder, resolve_encoder_path
@@ -60,8 +61,6 @@ from torch import nn
 
 def render_estimator(architecture: str, modality: str, num_features: int) -> str:
     """The text of estimator.py for ``architecture`` (only its block is inlined), sanitizer-checked."""
-    from medssl import __version__
-
     source = (
         HEADER.format(version=__version__, architecture=architecture, modality=modality, num_features=num_features)
         + exported_block(arch_template(architecture))
@@ -111,8 +110,6 @@ def build_metadata(card: dict[str, Any], modality: str | None, batch_size: int, 
                    allow_grid_mismatch: bool = False) -> dict[str, Any]:
     """metadata.pkl content from an encoder card: what the server needs to run the encoder and a reader to
     know what it is, without local paths; ``ConfigError`` for what the estimator cannot reproduce."""
-    from medssl import __version__
-
     spec = dict(card["backbone"])
     architecture = spec.pop("name")
     card_modality = card.get("modality")
@@ -213,7 +210,8 @@ def verify_export(folder: Path, backbone: nn.Module) -> None:
     if mirror_keys != own_keys:
         raise DataError(
             f"estimator.py's {embedder.meta_['architecture']} does not mirror medssl's backbone: "
-            f"only in the template {sorted(mirror_keys - own_keys)[:5]}, only in medssl {sorted(own_keys - mirror_keys)[:5]}"
+            f"only in the template {sorted(mirror_keys - own_keys)[:5]}, "
+            f"only in medssl {sorted(own_keys - mirror_keys)[:5]}"
         )
     x = torch.randn(1, 1, *SMOKE_SHAPE, generator=torch.Generator().manual_seed(0))
     was_training = backbone.training

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure  # no pyplot: no global backend state
 from torch import nn
 
 from medssl.utils.io import atomic_path
@@ -57,8 +58,6 @@ def plot_views(
     Returns:
         ``path``.
     """
-    from matplotlib.figure import Figure  # no pyplot: no global backend state
-
     vol = torch.as_tensor(np.asarray(volume), dtype=torch.float32).reshape(-1, *np.shape(volume)[-3:])[0]
     views = make_views(vol, augmenter, n_views, seed)
     rows = [("original", vol)] + [(f"view {i + 1}", v) for i, v in enumerate(views)]

@@ -32,9 +32,9 @@ def progress_enabled() -> bool:
 
 def _bar_class() -> Any:
     if in_jupyter() and importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.notebook import tqdm
+        from tqdm.notebook import tqdm  # deferred: which tqdm is chosen at run time
     else:
-        from tqdm.std import tqdm
+        from tqdm.std import tqdm  # deferred: which tqdm is chosen at run time
     return tqdm
 
 

@@ -87,7 +87,8 @@ def test_manifest_bids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert sorted(zip(t["participant_id"], t["session"], t["diagnosis"], t["study"])) == [
         ("01", "", "asd", "bids"), ("02", "a", "control", "bids"), ("02", "b", "control", "bids")]
     _nii(root / "sub-03" / "anat" / "sub-03_T1w.nii.gz", 3)
-    assert main(["manifest", "bids", str(root), "--participants", str(participants), "--out", str(out), "--overwrite"]) == 2
+    assert main(["manifest", "bids", str(root), "--participants", str(participants), "--out", str(out),
+                 "--overwrite"]) == 2
     assert "sub-03_T1w.nii.gz: image without a row" in capsys.readouterr().err
 
 
@@ -112,7 +113,8 @@ def test_summary_matches_an_independent_count_and_plot_is_a_png(hf_root: Path, t
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_manifest_bids_refuses_sites_missing_for_some_participants(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_manifest_bids_refuses_sites_missing_for_some_participants(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """BIDS writes ``n/a`` for an unknown site: it is missing, not a site called "n/a"."""
     root = tmp_path / "bids"
     for i in range(3):

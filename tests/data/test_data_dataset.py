@@ -48,7 +48,8 @@ def test_resample_and_target_shape(hf_root: Path) -> None:
     assert image.shape == (1, 8, 10, 8) and ds.output_shape == (8, 10, 8)
     assert abs(float(image.mean())) < 1e-5 and abs(float(image.std()) - 1) < 1e-3
     # a constant volume stays constant under trilinear resampling
-    np.testing.assert_allclose(resize_volume(np.full((1, 16, 20, 16), 3.0, np.float32), (8, 10, 8), "resample"), 3.0, rtol=1e-5)
+    constant = np.full((1, 16, 20, 16), 3.0, np.float32)
+    np.testing.assert_allclose(resize_volume(constant, (8, 10, 8), "resample"), 3.0, rtol=1e-5)
     with pytest.raises(ValueError, match="resize must be"):
         CohortDataset(cohort, resize="zoom")  # type: ignore[arg-type]
 

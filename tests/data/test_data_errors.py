@@ -15,7 +15,10 @@ from medssl.errors import DataError
 
 
 def _nifti(path: Path, shape: tuple[int, ...] = (6, 7, 5), value: float | None = None, seed: int = 0) -> Path:
-    data = np.random.default_rng(seed).random(shape).astype(np.float32) if value is None else np.full(shape, value, np.float32)
+    if value is None:
+        data = np.random.default_rng(seed).random(shape).astype(np.float32)
+    else:
+        data = np.full(shape, value, np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(data, np.eye(4)), path)
     return path

@@ -115,7 +115,8 @@ def test_kit_files_follow_the_challenge_format(hf_root: Path, kit_root: Path) ->
     i = int(np.flatnonzero(hf_vbm.table["participant_id"] == pid)[0])
     eye = np.eye(4)
     for (start, stop), cohort, mod in (((0, n_vbm), hf_vbm, "vbm"), ((n_vbm, n_vbm + n_q), hf_q, "quasiraw")):
-        expected = apply_mask(nib.Nifti1Image(cohort.read(i)[0], eye), nib.Nifti1Image(masks[mod].astype(np.uint8), eye))
+        expected = apply_mask(nib.Nifti1Image(cohort.read(i)[0], eye),
+                              nib.Nifti1Image(masks[mod].astype(np.uint8), eye))
         np.testing.assert_array_equal(train[3, start:stop], expected)
 
 
@@ -134,7 +135,8 @@ def test_kit_unmasking_inverts_masking_exactly(hf_root: Path, kit_root: Path, mo
         np.testing.assert_array_equal(unmask(mask_volume(image, mask), mask), image)
 
 
-def test_kit_masks_from_environment_and_width_check(kit_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kit_masks_from_environment_and_width_check(kit_root: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     moved = tmp_path / "kit"
     shutil.copytree(kit_root, moved)
     mask_dir = tmp_path / "masks"

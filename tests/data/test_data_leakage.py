@@ -22,7 +22,8 @@ C = [{"participant_id": "9", "study": "ukb", "site": "s1"}]
 
 
 def test_shared_participants_and_studies_are_refused() -> None:
-    with pytest.raises(LeakageError, match=r"1 participant_id value\(s\) in both pre and down: 2;.*1 study value\(s\) .*abide"):
+    with pytest.raises(LeakageError,
+                       match=r"1 participant_id value\(s\) in both pre and down: 2;.*1 study value\(s\) .*abide"):
         check_leakage(_cohort(A, "pre"), _cohort(B, "down"))
     with pytest.raises(LeakageError, match="study"):
         check_leakage(_cohort(A, "pre"), _cohort(B, "down"), on=("study",))
@@ -70,7 +71,8 @@ def test_split_leakage_within_a_cohort() -> None:
         {"participant_id": "2", "site": "b", "split": "train"},
         {"participant_id": "3", "site": "b", "split": "external_test"},
     ]
-    with pytest.raises(LeakageError, match=r"1 participant\(s\) of c in more than one split: 1;.*external_test site\(s\) b"):
+    with pytest.raises(LeakageError,
+                       match=r"1 participant\(s\) of c in more than one split: 1;.*external_test site\(s\) b"):
         check_split_leakage(_cohort(rows, "c"))
     assert check_split_leakage(_cohort(rows[2:3] + [{**rows[3], "site": "z"}], "c")) == []
 

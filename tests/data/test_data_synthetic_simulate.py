@@ -40,11 +40,13 @@ def _scans(n: int, shape: tuple[int, int, int] = SHAPE, preset: str = "hard", se
     sites = [draw_site(rng, PRESETS[preset], grid) for _ in range(2)]
     diagnoses = ["control", "scz", "asd", "bd"]
     return [draw_scan(rng, float(rng.uniform(6, 88)), float(rng.uniform(1200, 1600)), diagnoses[i % 4],
-                      0.0 if i % 4 == 0 else float(rng.uniform(0.5, 1.5)), sites[i % 2], grid) for i in range(n)]  # fmt: skip
+                      0.0 if i % 4 == 0 else float(rng.uniform(0.5, 1.5)), sites[i % 2], grid)
+            for i in range(n)]  # fmt: skip
 
 
 def _noise_free(scan: Scan) -> Scan:
-    return dataclasses.replace(scan, scanners={m: dataclasses.replace(fx, noise=0.0) for m, fx in scan.scanners.items()})
+    quiet = {m: dataclasses.replace(fx, noise=0.0) for m, fx in scan.scanners.items()}
+    return dataclasses.replace(scan, scanners=quiet)
 
 
 @pytest.mark.parametrize("sigma", [0.3, 0.7, 1.2, 2.6])

@@ -92,7 +92,8 @@ def test_on_cuda_a_batch_in_use_is_not_overwritten_by_the_next_copy() -> None:
 
 @pytest.mark.gpu
 @cuda
-def test_train_loop_on_cuda_gives_the_same_weights_with_and_without_the_prefetch(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_train_loop_on_cuda_gives_the_same_weights_with_and_without_the_prefetch(  # type: ignore[no-untyped-def]
+        tmp_path, monkeypatch) -> None:
     """A race between the side-stream copy and the step (a batch read before it arrived, or its memory
     reused too early) would change the weights; cuDNN is made deterministic so equality is exact."""
     from test_train_loop import ToyVolumes, cfg, make_method, noise_views, state_of

@@ -95,7 +95,8 @@ def test_cpu_views_do_not_depend_on_workers_and_workers_persist(tmp_path) -> Non
     assert len(steps) == 4 and not torch.equal(steps[0].sort(0).values, steps[2].sort(0).values)
 
 
-def test_a_killed_run_with_worker_views_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_killed_run_with_worker_views_resumes_to_the_uninterrupted_weights(  # type: ignore[no-untyped-def]
+        tmp_path, monkeypatch) -> None:
     import medssl.engine.train as engine
 
     real_save = engine.save_checkpoint

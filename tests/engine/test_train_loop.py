@@ -80,7 +80,8 @@ def test_loss_decreases_on_a_planted_signal(tmp_path) -> None:  # type: ignore[n
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.05
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(  # type: ignore[no-untyped-def]
+        tmp_path, monkeypatch) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     train_loop(make_method(), ToyVolumes(), noise_views, cfg(), straight, tensorboard=False)
 

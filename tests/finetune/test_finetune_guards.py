@@ -146,7 +146,8 @@ def test_a_failure_before_training_leaves_no_folder(scz_manifest: Path, tmp_path
     assert (out / "metrics.json").read_text() == "{}"
 
 
-def test_a_changed_config_is_refused_without_offering_a_resume_flag_finetune_lacks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_changed_config_is_refused_without_offering_a_resume_flag_finetune_lacks(  # type: ignore[no-untyped-def]
+        tmp_path) -> None:
     import pytest
 
     from medssl.errors import OutputExistsError

@@ -27,8 +27,9 @@ def exported(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
 
 
 @pytest.mark.parametrize("reference,name", [("folder", "shared_yaware"), ("hf://org/yaware-tiny", "org--yaware-tiny")])
-def test_init_from_an_exported_folder_or_a_hub_reference(scz_manifest: Path, tmp_path: Path, exported, reference: str,
-                                                         name: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_init_from_an_exported_folder_or_a_hub_reference(  # type: ignore[no-untyped-def]
+        scz_manifest: Path, tmp_path: Path, exported, reference: str, name: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     folder, saved = exported
     fetched: list[str] = []
     monkeypatch.setattr(encoder_io, "fetch_hub_encoder", lambda ref: (fetched.append(ref), folder)[1])

@@ -39,7 +39,8 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
     (lambda p: card_path(p).write_text(json.dumps({**json.loads(card_path(p).read_text()), "num_features": 999})),
      "num_features=999"),
 ])
-def test_bad_encoder_files_are_one_data_error_naming_the_file(tmp_path: Path, break_it, match: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_encoder_files_are_one_data_error_naming_the_file(  # type: ignore[no-untyped-def]
+        tmp_path: Path, break_it, match: str) -> None:
     path = saved(tmp_path)
     break_it(path)
     with pytest.raises(DataError, match=match) as info:

@@ -98,8 +98,8 @@ def test_an_interrupted_pretraining_is_resumed_not_refused(tmp_path: Path, monke
     assert demo_module.claim_folder(out, demo_module.demo_settings(1), overwrite=False) is False
     (out / "simclr" / "checkpoints").mkdir(parents=True)  # killed during pretraining: no encoder.pt yet
     assert demo_module.claim_folder(out, demo_module.demo_settings(1), overwrite=False) is True
-    monkeypatch.setattr("medssl.pipelines.pretrain.pretrain", lambda cfg: calls.append(cfg.out))
-    monkeypatch.setattr("medssl.pipelines.evaluate.evaluate", lambda *a, **k: {"challenge_score": 1.0})
+    monkeypatch.setattr(demo_module, "pretrain", lambda cfg: calls.append(cfg.out))
+    monkeypatch.setattr(demo_module, "evaluate", lambda *a, **k: {"challenge_score": 1.0})
     demo_module.pretrain_and_evaluate("simclr", demo_module.ARMS["simclr"], out / "simclr", out / "data", 1,
                                       step=2, baselines=False)
     assert calls == [str(out / "simclr")]  # pretrain() resumes from checkpoints/last.pt

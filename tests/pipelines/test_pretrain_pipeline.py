@@ -153,7 +153,8 @@ def test_a_training_scan_without_the_loss_label_is_refused_by_name(cohort: Path,
     row = table.index[table["split"] == "train"][0]
     table.loc[row, "age"] = "n/a"
     table.to_csv(copy / "participants.tsv", sep="\t", index=False)
-    with pytest.raises(DataError, match=rf"1 training scan\(s\) have no 'age' \(e.g. \['{table.loc[row, 'participant_id']}'\]"):
+    pid = table.loc[row, "participant_id"]
+    with pytest.raises(DataError, match=rf"1 training scan\(s\) have no 'age' \(e.g. \['{pid}'\]"):
         pretrain(tiny(copy, tmp_path / "run"))
     from types import SimpleNamespace
 

@@ -184,7 +184,8 @@ def test_budget_starts_a_run_only_while_the_time_left_exceeds_the_longest_run() 
     assert Budget(None).allows("anything") and Budget(None).left() == float("inf")
 
 
-def test_a_study_out_of_time_reports_what_it_ran_and_lists_the_rest(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_a_study_out_of_time_reports_what_it_ran_and_lists_the_rest(  # noqa: ANN001
+        tmp_path: Path, monkeypatch) -> None:
     """Seed-major order: the first arm of seed 0 runs, every other run is listed as not run."""
     from medssl.pipelines.studies import common
 

@@ -26,7 +26,8 @@ def _masks(rng: np.random.Generator) -> dict[str, np.ndarray]:
     tpm = rng.uniform(0, 1, VBM_SHAPE).astype(np.float32)
     tpm[:2] = 0.04  # below the 0.05 threshold
     brain = np.zeros(QUASIRAW_SHAPE, np.int16)
-    brain[2:-2, 3:-3, 2:-2] = rng.integers(1, 100, (QUASIRAW_SHAPE[0] - 4, QUASIRAW_SHAPE[1] - 6, QUASIRAW_SHAPE[2] - 4))
+    inner = (QUASIRAW_SHAPE[0] - 4, QUASIRAW_SHAPE[1] - 6, QUASIRAW_SHAPE[2] - 4)
+    brain[2:-2, 3:-3, 2:-2] = rng.integers(1, 100, inner)
     return {"VBM_MASK": tpm, "QUASIRAW_MASK": brain}
 
 

@@ -170,7 +170,8 @@ def medssl_stage(prep: Path, out: Path) -> None:
         with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
             fp32 = embedder.transform(vols)
         results[case] = {"max_abs_diff_fp32": float(np.abs(fp32 - exported).max()),
-                         "max_abs_diff_tf32": float(np.abs(tf32 - exported).max()), "max_abs": float(np.abs(fp32).max())}
+                         "max_abs_diff_tf32": float(np.abs(tf32 - exported).max()),
+                         "max_abs": float(np.abs(fp32).max())}
         print(case, json.dumps(results[case]), flush=True)
     (out / "medssl.json").write_text(json.dumps(results, indent=2))
 

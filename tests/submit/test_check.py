@@ -87,7 +87,8 @@ def test_rejects_an_estimator_that_ignores_indices(kit_root: Path, tmp_path: Pat
         check_submission(tmp_path, kit_root)
 
 
-RAISES_IN_FIT = IGNORES_INDICES.replace("        self.fitted_ = True", "        raise TypeError('no weights_only here')")
+RAISES_IN_FIT = IGNORES_INDICES.replace("        self.fitted_ = True",
+                                        "        raise TypeError('no weights_only here')")
 
 
 def test_cli_export_then_check(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -100,7 +101,8 @@ def test_cli_export_then_check(tiny_run: Path, tmp_path: Path, capsys: pytest.Ca
     assert main(["check-submission", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert "stand-in" in lines[0] and any("rows of 3659572 columns" in line for line in lines)
-    assert all(any(key in line for line in lines) for key in ("mae_age", "bacc_site", "ext_mae_age", "challenge_metric"))
+    keys = ("mae_age", "bacc_site", "ext_mae_age", "challenge_metric")
+    assert all(any(key in line for line in lines) for key in keys)
     assert lines[-1].startswith("PASS: ")
 
 

@@ -62,7 +62,7 @@ def _region_map(coords: np.ndarray, centres: list[tuple[float, float, float]], w
 
 
 def _templates() -> dict[str, np.ndarray]:
-    from nilearn import datasets
+    from nilearn import datasets  # deferred: slow import (~0.4 s after medssl.data), used once per process
 
     loaders = {
         "t1": datasets.load_mni152_template,

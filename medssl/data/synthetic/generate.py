@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
@@ -29,6 +30,8 @@ from nibabel.affines import voxel_sizes
 from threadpoolctl import threadpool_limits
 
 from medssl.data.kit import MASK_FILES
+from medssl.data.kit_writer import write_kit_layout
+from medssl.data.openbhb import open_hf
 from medssl.data.synthetic.anatomy import Anatomy, load_anatomy
 from medssl.data.synthetic.design import COHORTS, design_cohort, get_preset
 from medssl.data.synthetic.simulate import (
@@ -41,6 +44,8 @@ from medssl.data.synthetic.simulate import (
     simulate_batch,
 )
 from medssl.errors import ConfigError
+from medssl.utils.device import resolve_device
+from medssl.utils.io import atomic_path, ensure_writable
 
 GENERATOR_VERSION = 3
 LAYOUTS = ("hf", "nifti", "kit")
@@ -55,8 +60,6 @@ def resolve_synth_device(device: str) -> torch.device:
     Raises:
         ConfigError: an unknown device, or CUDA asked for where torch sees none.
     """
-    from medssl.utils.device import resolve_device
-
     try:
         dev = resolve_device(device)
     except RuntimeError as exc:
@@ -75,8 +78,6 @@ def default_batch_size(shape: Sequence[int], device: torch.device) -> int:
 
 def _write_masks(anat: Anatomy, folder: Path) -> None:
     """Kit-named mask files from the template: GM TPM (vbm) and skull-stripped T1 (quasiraw)."""
-    import nibabel as nib
-
     folder.mkdir(parents=True, exist_ok=True)
     maps = {"vbm": anat.gm, "quasiraw": np.where(anat.brain > 0.5, np.maximum(anat.t1, 1e-3), 0.0)}
     for modality, arr in maps.items():
@@ -186,7 +187,8 @@ def _write_hf(table: pd.DataFrame, anat: Anatomy, root: Path, simulate: Callable
     def write(row: int, volumes: dict[str, np.ndarray]) -> float | None:
         folders[row].mkdir(parents=True)
         for modality, volume in volumes.items():
-            np.save(folders[row] / f"sub-{table['participant_id'].iat[row]}_{HF_NAMES[modality]}.npy", volume[None, None])
+            name = f"sub-{table['participant_id'].iat[row]}_{HF_NAMES[modality]}.npy"
+            np.save(folders[row] / name, volume[None, None])
         return round(float(volumes["vbm"].sum(dtype=np.float64) * voxel_cm3), 2) if "vbm" in volumes else None
 
     gmv = simulate(write)
@@ -197,8 +199,6 @@ def _write_hf(table: pd.DataFrame, anat: Anatomy, root: Path, simulate: Callable
 
 def _write_nifti(table: pd.DataFrame, anat: Anatomy, root: Path, simulate: Callable,
                  modalities: Sequence[str]) -> None:  # fmt: skip
-    import nibabel as nib
-
     (root / "images").mkdir(parents=True)
     rel = {m: [f"images/sub-{pid}_{HF_NAMES[m]}.nii.gz" for pid in table["participant_id"]] for m in modalities}
 
@@ -246,8 +246,6 @@ def make_synthetic_cohort(
         batch_size: subjects simulated at once (default: by voxels, ``BATCH_VOXELS``); output does not
             depend on it.
     """
-    from medssl.utils.io import atomic_path, ensure_writable
-
     layout = layout or ("hf" if cohort == "healthy" else "nifti")
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
@@ -281,13 +279,11 @@ def make_synthetic_cohort(
     with atomic_path(out) as tmp, ThreadPoolExecutor(workers, thread_name_prefix="synth-write") as pool:
 
         def simulate(write: Callable) -> list:
-            return _simulate_into(table, shape, seed, preset, dev, modalities, batch_size, pool, write)  # type: ignore[arg-type]
+            return _simulate_into(  # type: ignore[arg-type]
+                table, shape, seed, preset, dev, modalities, batch_size, pool, write)
 
         try:
             if layout == "kit":
-                from medssl.data.kit_writer import write_kit_layout
-                from medssl.data.openbhb import open_hf
-
                 hf = tmp.parent / "hf"
                 _write_hf(table, anat, hf, simulate)
                 masks = {"vbm": anat.gm > 0.05, "quasiraw": anat.brain > 0.5}

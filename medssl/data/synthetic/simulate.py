@@ -427,13 +427,16 @@ def upload(arrays: dict[str, np.ndarray], device: torch.device) -> dict[str, tor
     return out
 
 
-def _tissue_params(ages: Sequence[float], diagnoses: Sequence[str], severities: Sequence[float]) -> dict[str, np.ndarray]:
+def _tissue_params(ages: Sequence[float], diagnoses: Sequence[str],
+                   severities: Sequence[float]) -> dict[str, np.ndarray]:
     """``curves`` (B, 3): minus the age curves; ``effects`` (B, R): severity x diagnosis effect per region."""
-    effects = [[s * DIAGNOSIS_EFFECTS.get(d, {}).get(r, 0.0) for r in DIAGNOSIS_REGIONS] for d, s in zip(diagnoses, severities)]
+    effects = [[s * DIAGNOSIS_EFFECTS.get(d, {}).get(r, 0.0) for r in DIAGNOSIS_REGIONS]
+               for d, s in zip(diagnoses, severities)]
     return {"curves": -age_curves(np.asarray(ages)), "effects": np.array(effects).reshape(len(ages), -1)}
 
 
-def _grey_matter(anat: DeviceAnatomy, curves: torch.Tensor, effects: torch.Tensor, regions: Sequence[int]) -> torch.Tensor:
+def _grey_matter(anat: DeviceAnatomy, curves: torch.Tensor, effects: torch.Tensor,
+                 regions: Sequence[int]) -> torch.Tensor:
     gm = torch.empty((len(curves), *anat.shape), device=anat.device)
     for b in range(len(curves)):
         torch.exp(torch.mv(anat.patterns.T, curves[b]), out=gm[b].view(-1))
@@ -519,7 +522,8 @@ def simulate_batch(anat: DeviceAnatomy, scans: Sequence[Scan], modalities: Seque
             else:
                 warped = F.grid_sample(gm[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
                 volume = warped[:, 0].mul_(gain)
-                out[modality] = _scanner(volume, anat.support, scans, "vbm", params, radius[modality], relative_noise=True)
+                out[modality] = _scanner(volume, anat.support, scans, "vbm", params, radius[modality],
+                                         relative_noise=True)
         return out
     finally:
         if cuda:

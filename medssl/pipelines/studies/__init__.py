@@ -21,8 +21,10 @@ from typing import Any
 import pandas as pd
 
 from medssl.config import STUDIES, StudyConfig, load_study
+from medssl.pipelines.studies import regression, sensitivity, transfer
 from medssl.pipelines.studies.common import Budget, data_lines, open_study_folder, verdict_lines
 from medssl.utils.io import atomic_path, write_json, write_text
+from medssl.utils.repro import environment_info
 
 __all__ = ["STUDIES", "StudyConfig", "StudyResult", "load_study", "run_study"]
 
@@ -47,8 +49,6 @@ def run_study(cfg: StudyConfig, out: str | Path | None = None, *, overwrite: boo
     ``budget_s``: wall-clock seconds; runs that would not fit are skipped and listed in the summary
     (a re-run with more time completes them: finished runs are reused).
     """
-    from medssl.pipelines.studies import regression, sensitivity, transfer
-
     if out is not None:
         cfg = dataclasses.replace(cfg, out=str(out))
     budget = Budget(budget_s)
@@ -76,8 +76,6 @@ def run_study(cfg: StudyConfig, out: str | Path | None = None, *, overwrite: boo
 
 def _summary(cfg: StudyConfig, result: dict[str, Any], command: str | None, seconds: float) -> str:
     """The study's report page (markdown)."""
-    from medssl.utils.repro import environment_info
-
     env = environment_info()
     folder = Path(cfg.out)
     lines = [f"# {cfg.study} study ({cfg.scale} scale)", "", cfg.description.strip(), "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -11,10 +12,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medssl.config import to_dict
+from medssl.config import StudyConfig, pretrain_config, to_dict
+from medssl.data import make_synthetic_cohort, open_cohort
 from medssl.errors import DataError, MedsslError, OutputExistsError
-from medssl.config import StudyConfig, pretrain_config
-from medssl.utils.io import ensure_writable, write_text
+from medssl.pipelines.evaluate import evaluate
+from medssl.pipelines.pretrain import pretrain
+from medssl.utils.io import ensure_writable, write_json, write_text
 
 CHALLENGE_KEYS = ("mae_internal", "rmse_internal", "mae_external", "bacc_site", "site_chance",
                   "challenge_score")
@@ -86,7 +89,6 @@ def study_cohort(cfg: StudyConfig, out: Path) -> Path:
     c = cfg.cohort
     if c.source:
         return Path(c.source)
-    from medssl.data import make_synthetic_cohort
 
     root = out / "data" / c.cohort
     if not (root / "synthetic.json").is_file():
@@ -102,8 +104,6 @@ def cohort_check(source: Path, modality: str) -> dict[str, Any]:
 External ages outside the training range make MAE_ext measure extrapolation; an encoder whose MAE is
 not below the constant predictor's has learnt no usable age information.
 """
-    from medssl.data import open_cohort
-
     table = open_cohort(source, modality=modality).table
     train = table[table.split == "train"].age
     ext = table[table.split == "external_test"].age
@@ -124,11 +124,6 @@ def run_arm(cfg: StudyConfig, arm: dict[str, Any], data: Path, seed: int, run_di
     A run whose ``eval/metrics.json`` exists is not redone. Returns the evaluation metrics plus
     ``pretrain_seconds``.
     """
-    import json
-
-    from medssl.pipelines.evaluate import evaluate
-    from medssl.pipelines.pretrain import pretrain
-
     metrics_file = run_dir / "eval" / "metrics.json"
     if metrics_file.is_file():
         return json.loads(metrics_file.read_text())
@@ -140,7 +135,6 @@ def run_arm(cfg: StudyConfig, arm: dict[str, Any], data: Path, seed: int, run_di
     metrics = evaluate(run_dir, data, out=run_dir / "eval", overwrite=True, progress=False,
                        baselines=baselines, **kwargs)
     metrics["pretrain_seconds"] = seconds
-    from medssl.utils.io import write_json
 
     write_json(metrics_file, metrics)
     return metrics

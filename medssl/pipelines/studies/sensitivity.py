@@ -16,7 +16,15 @@ import pandas as pd
 
 from medssl.config import merge
 from medssl.pipelines.studies import figures
-from medssl.pipelines.studies.common import Budget, aggregate, check_finite, cohort_check, pm_table, run_arm, study_cohort
+from medssl.pipelines.studies.common import (
+    Budget,
+    aggregate,
+    check_finite,
+    cohort_check,
+    pm_table,
+    run_arm,
+    study_cohort,
+)
 from medssl.config import StudyConfig
 
 KEYS = ("mae_internal", "mae_external", "bacc_site", "challenge_score")

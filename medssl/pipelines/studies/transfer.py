@@ -15,8 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from medssl.config import from_dict, load_yaml, merge
+from medssl.config import FinetuneConfig, StudyConfig, from_dict, load_yaml, merge, pretrain_config, resolve_file
+from medssl.data import make_synthetic_cohort, open_cohort
 from medssl.errors import ConfigError, MedsslWarning
+from medssl.pipelines.finetune import finetune
+from medssl.pipelines.pretrain import pretrain
 from medssl.pipelines.studies import figures
 from medssl.pipelines.studies.common import (
     Budget,
@@ -28,7 +31,6 @@ from medssl.pipelines.studies.common import (
     pm_table,
     study_cohort,
 )
-from medssl.config import StudyConfig, pretrain_config, resolve_file
 
 KEYS = ("auc_internal", "auc_external")
 PUBLISHED = """Published AUC % (seed lecture 3.4, Dufumier et al.; real data, DenseNet121 pretrained on 8754 healthy
@@ -46,8 +48,6 @@ scans, mean ± std over 3 runs). Context only, NOT comparable with synthetic coh
 
 def pretrain_encoder(cfg: StudyConfig, arm: dict[str, Any], data: Path, seed: int, run_dir: Path) -> Path:
     """Pretrain one arm (skipped when ``encoder.pt`` exists; resumed when interrupted)."""
-    from medssl.pipelines.pretrain import pretrain
-
     if not (run_dir / "encoder.pt").is_file():
         fresh = not (run_dir / "checkpoints" / "last.pt").is_file()
         pretrain(pretrain_config(cfg, arm, data, seed, run_dir), overwrite=fresh)
@@ -62,7 +62,6 @@ def task_cohort(cfg: StudyConfig, task: str, out: Path, data: Path) -> Path:
     """
     if task in cfg.transfer.sources:
         return Path(cfg.transfer.sources[task])
-    from medssl.data import make_synthetic_cohort, open_cohort
 
     shape = tuple(cfg.cohort.shape)
     if cfg.cohort.source:
@@ -81,9 +80,6 @@ def task_cohort(cfg: StudyConfig, task: str, out: Path, data: Path) -> Path:
 def finetune_task(cfg: StudyConfig, task: str, source: Path, inits: list[str], model: dict[str, Any],
                   seed: int, run_dir: Path) -> dict[str, Any]:
     """One ``finetune`` call (all inits, every size, one repeat at ``seed``); returns its metrics.json."""
-    from medssl.config import FinetuneConfig
-    from medssl.pipelines.finetune import finetune
-
     if (run_dir / "metrics.json").is_file():
         return json.loads((run_dir / "metrics.json").read_text())
     raw: dict[str, Any] = {}

@@ -13,7 +13,8 @@ ARCHITECTURE = "alexnet_3d"
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0) -> list:
-    return [nn.Conv3d(c_in, c_out, kernel, stride=stride, padding=padding), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True)]
+    return [nn.Conv3d(c_in, c_out, kernel, stride=stride, padding=padding), nn.BatchNorm3d(c_out),
+            nn.ReLU(inplace=True)]
 
 
 class AlexNet3d(nn.Module):
