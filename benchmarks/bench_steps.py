@@ -33,6 +33,7 @@ from medssl.registry import BACKBONES, VIEWS
 HEAD = {"name": "mlp", "hidden_dims": [512], "out_dim": 128}
 LOSS = {"name": "yaware", "temperature": 0.1, "sigma": 5.0, "kernel": "rbf"}  # on age (label= below)
 CL = torch.channels_last_3d
+AMP_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,10 @@ def augmenter(device: torch.device, preset: str = "yaware") -> nn.Module | None:
 def medssl_step(
     backbone: str, subjects: int, shape: tuple[int, int, int], device: torch.device,
     checkpointing: bool = False, on_device: bool = False, variant: Variant = Variant(),
-    views_per_chunk: bool = False,
+    views_per_chunk: bool = False, amp: torch.dtype | None = torch.bfloat16, fused_adam: bool | None = None,
 ) -> Step:
-    """medssl's step at ``subjects`` subjects x 2 views of ``(1, *shape)`` volumes (bf16 autocast).
+    """medssl's step at ``subjects`` subjects x 2 views of ``(1, *shape)`` volumes (``amp`` autocast,
+    None = fp32; fused Adam on CUDA unless ``fused_adam`` says otherwise).
 
     ``on_device=True`` keeps the batch on the device (no host copy), for memory searches at large batch.
     ``views_per_chunk=True`` (gradient cache only) hands ``grad_cache_step`` a function that makes the
@@ -108,13 +110,13 @@ def medssl_step(
     if v.compile:
         method.backbone.compile(backend="eager" if device.type == "cpu" else "inductor")
     params = [p for p in method.parameters() if p.requires_grad]
-    optimizer = build_optimizer(params, "adam", 1e-4, 5e-5, fused=device.type == "cuda")
+    fused = device.type == "cuda" if fused_adam is None else fused_adam
+    optimizer = build_optimizer(params, "adam", 1e-4, 5e-5, fused=fused)
     aug = augmenter(device)
     host = torch.randn(subjects, 1, *shape, device=device if on_device else "cpu")
     if device.type == "cuda" and not on_device:
         host = host.pin_memory()
     meta = fake_meta(subjects, device)
-    amp = torch.bfloat16
     first: dict[str, Any] = {}
 
     def run() -> torch.Tensor:
@@ -128,9 +130,9 @@ def medssl_step(
         optimizer.zero_grad(set_to_none=True)
         if v.grad_cache_chunk:
             out = grad_cache_step(method, batch, views, v.grad_cache_chunk,
-                                  autocast=lambda: torch.autocast(device.type, dtype=amp))
+                                  autocast=lambda: torch.autocast(device.type, dtype=amp, enabled=amp is not None))
         else:
-            with torch.autocast(device.type, dtype=amp):
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 out = method(batch, views)
             out["loss"].backward()
         optimizer.step()
@@ -143,7 +145,8 @@ def medssl_step(
     notes = {"views": "yaware (batched, on device)" if aug is not None else "identical (yaware not registered)",
              "views_made": "per chunk (grad_cache ViewMaker)" if views_per_chunk else "whole batch",
              "checkpointing": bool(getattr(method.backbone, "activation_checkpointing", False)),
-             "precision": "bf16 autocast", "fused_adam": device.type == "cuda", "variant": v.label(),
+             "precision": f"{AMP_NAMES[amp]} autocast" if amp else "fp32", "fused_adam": fused,
+             "variant": v.label(),
              **asdict(v)}
     return Step(run, method, first["batch"], first["views"], notes)
 

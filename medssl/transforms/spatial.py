@@ -111,7 +111,7 @@ def crop_resize_matrix(start: torch.Tensor, size: int, n: int) -> torch.Tensor:
     hi = (lo + 1).clamp(max=size - 1)
     index = torch.stack([lo, hi], dim=1).long()[None] + start.view(-1, 1, 1)  # (B, n, 2)
     weight = torch.stack([1 - frac, frac], dim=1)[None].expand(start.shape[0], -1, -1)
-    return taps_to_matrix(index, weight.contiguous(), n)
+    return taps_to_matrix(index, weight, n)
 
 
 class CropResize(SeparableOp):

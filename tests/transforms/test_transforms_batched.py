@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from monai.transforms import RandBiasField
 from scipy.ndimage import gaussian_filter
+from torch.profiler import ProfilerActivity, profile
 
 from medssl.transforms import ViewAugmenter, preset_ops
 from medssl.transforms.base import apply_per_axis
@@ -90,6 +91,37 @@ def test_cutout_zeroes_a_quarter_side_box() -> None:
         assert (hi - lo + 1).tolist() == [4, 5, 6]  # one solid box
         starts.add(tuple(lo.tolist()))
     assert len(starts) >= 4
+
+
+@pytest.mark.parametrize(("channels", "memory_format"), [(1, torch.contiguous_format), (3, torch.contiguous_format),
+                                                       (3, torch.channels_last_3d)])
+def test_apply_per_axis_is_the_three_axis_contraction(channels: int, memory_format: torch.memory_format) -> None:
+    x = torch.randn(2, channels, 5, 6, 7, dtype=torch.float64).contiguous(memory_format=memory_format)
+    k_d, k_h, k_w = (torch.randn(2, n, n, dtype=torch.float64) for n in (5, 6, 7))
+    want = torch.einsum("bid,bjh,bkw,bcdhw->bcijk", k_d, k_h, k_w, x)
+    out = apply_per_axis(x, [k_d, k_h, k_w])
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
+    assert out.is_contiguous()
+    assert apply_per_axis(x.float(), [k_d, k_h, k_w]).dtype == torch.float32
+
+
+def profiled(fn) -> list:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn()
+    return list(prof.events())
+
+
+def test_yaware_views_copy_nothing_batch_sized() -> None:
+    """Every product of ``apply_per_axis`` reads views: ``K_H`` broadcast over the D slices was copied
+    (H/W times the batch, twice per view), and crop + resize cloned its tap weights to make them
+    contiguous. (H > W here so that copy is batch-sized; the blur's 9 taps per matrix entry stay below
+    the batch.)"""
+    x = torch.randn(2, 1, 12, 14, 12)
+    aug = ViewAugmenter(preset_ops("yaware"))
+    big = [e.input_shapes[0] for e in profiled(lambda: aug(x, gen()))
+           if e.name == "aten::copy_" and math.prod(e.input_shapes[0]) >= x.numel()]
+    assert big == []
+    assert "aten::clone" not in {e.name for e in profiled(lambda: crop_resize_matrix(torch.tensor([0, 3]), 9, 12))}
 
 
 def test_crop_resize_matrix_matches_interpolate_of_the_crop() -> None:
