@@ -270,7 +270,8 @@ def shape_map(backbone: str, small: tuple[int, int, int], full: tuple[int, int, 
     """Small-grid shape -> full-grid shape, from the two meta traces paired in order (None: ambiguous)."""
     a, b = meta_shapes(backbone, subjects, small), meta_shapes(backbone, full_subjects, full)
     if len(a) != len(b):
-        raise RuntimeError(f"the meta traces differ in length ({len(a)} vs {len(b)}): the step's ops depend on the grid")
+        raise RuntimeError(f"the meta traces differ in length ({len(a)} vs {len(b)}): "
+                           "the step's ops depend on the grid")
     seen: dict[tuple[int, ...], set[tuple[int, ...]]] = defaultdict(set)
     for s, f in zip(a, b):
         seen[s].add(f)
@@ -354,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full-subjects", type=int, default=32)
     ap.add_argument("--full-shape", nargs=3, type=int, default=[121, 145, 121])
     ap.add_argument("--amp", choices=["bf16", "none", "both"], default="both")
-    ap.add_argument("--foreach-adam", action="store_true", help="Adam without fused kernels (default: fused, as on CUDA)")
+    ap.add_argument("--foreach-adam", action="store_true",
+                    help="Adam without fused kernels (default: fused, as on CUDA)")
     ap.add_argument("--cpu-autocast", action="store_true",
                     help="CPU autocast's own op lists (default: max-pool and average pool left in bf16, as on CUDA)")
     ap.add_argument("--device", default="cpu", help="cuda: the copies a GPU step really runs (give the full grid)")
