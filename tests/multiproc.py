@@ -170,7 +170,8 @@ class Commands:
                         pytrace=False)
         if expect is not None and code != expect:
             pytest.fail(f"{name!r} {_exit_reason(code)} (expected {expect})\n"
-                        f"{log_tail(self.log_path(name))}", pytrace=False)
+                        f"{log_tail(self.log_path(name), 150)}", pytrace=False)  # a launcher's own
+            # traceback can fill 40 lines; the child's error (or its faulthandler stack) is above it
         return code
 
     def run(self, name: str, argv: Sequence[str], timeout: float, **kw: Any) -> None:

@@ -25,6 +25,13 @@ def init_distributed_from_env(device: torch.device) -> tuple[int, int, torch.dev
     return dist.get_rank(), dist.get_world_size(), device
 
 
+def wait_for_every_rank() -> None:
+    """Block until every rank reaches this call (a no-op single-process), e.g. at the end of a run, so that
+    no rank closes its connections while a peer is still writing or talking to it."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def shutdown_distributed() -> None:
     """Leave the process group (a no-op when single-process)."""
     if dist.is_available() and dist.is_initialized():

@@ -12,7 +12,7 @@ from medssl.data import CohortDataset
 from medssl.data.device_cache import DeviceCohort
 from medssl.data.provenance import describe_cohort
 from medssl.engine.curves import write_training_curves
-from medssl.engine.launch import init_distributed_from_env, shutdown_distributed
+from medssl.engine.launch import init_distributed_from_env, shutdown_distributed, wait_for_every_rank
 from medssl.engine.train import train_loop
 from medssl.errors import ConfigError, DataError
 from medssl.eval.features import extract_features
@@ -100,6 +100,8 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False, overwrite: bool = Fal
                 "objective": to_dict(cfg.objective),
                 "config": to_dict(cfg),
             })
+        wait_for_every_rank()  # the ranks leave together, after rank 0's writes (not on an error: a peer
+        # may be inside a collective that would never match this barrier)
     finally:
         shutdown_distributed()
     return run_dir

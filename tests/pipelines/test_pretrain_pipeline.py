@@ -127,7 +127,7 @@ def test_two_process_gloo_ddp_run(cohort: Path, tmp_path: Path, commands: Comman
     ``--standalone`` binds its own rendezvous store on a free port, which the ranks then share (no port
     is chosen before it is bound)."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                "-m", "medssl.cli"]
+                "--tee", "3", "-m", "medssl.cli"]  # --tee: each rank's lines prefixed [rank], in the log
     commands.run("torchrun", [*torchrun, "pretrain", str(ROOT / "configs/debug/tiny_cpu.yaml"),
                               f"data.source={cohort}", f"out={tmp_path / 'ddp'}", "train.epochs=1",
                               "train.batch_size=4", "model.width=4", "train.tensorboard=false"],
