@@ -128,15 +128,22 @@ def test_two_process_gloo_ddp_run(cohort: Path, tmp_path: Path, commands: Comman
     is chosen before it is bound)."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                 "--tee", "3", "-m", "medssl.cli"]  # --tee: each rank's lines prefixed [rank], in the log
-    commands.run("torchrun", [*torchrun, "pretrain", str(ROOT / "configs/debug/tiny_cpu.yaml"),
-                              f"data.source={cohort}", f"out={tmp_path / 'ddp'}", "train.epochs=1",
-                              "train.batch_size=4", "model.width=4", "train.tensorboard=false"],
-                 240, env={**CLI_ENV, "GLOO_SOCKET_IFNAME": loopback_interface()})
+    args = ["pretrain", str(ROOT / "configs/debug/tiny_cpu.yaml"), f"data.source={cohort}", f"out={tmp_path / 'ddp'}",
+            "train.batch_size=4", "model.width=4", "train.tensorboard=false"]
+    env = {**CLI_ENV, "GLOO_SOCKET_IFNAME": loopback_interface()}
+    commands.run("torchrun", [*torchrun, *args, "train.epochs=1"], 240, env=env)
     records = [json.loads(ln) for ln in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     # 30 training subjects / (4 per rank x 2 ranks) = 3 global steps, logged once (rank 0 only)
     assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3]
     backbone, _ = load_encoder(tmp_path / "ddp")
     assert all(torch.isfinite(p).all() for p in backbone.parameters())
+    # --overwrite with more epochs: rank 1 must not resume from the old checkpoint that rank 0 is removing
+    # (it would run one epoch fewer than rank 0, whose extra collectives would then wait for ever). What
+    # keeps it from doing so: train_loop looks for the checkpoint only after wrapping the method in DDP,
+    # whose constructor waits for rank 0, which has prepared the folder by then.
+    commands.run("again", [*torchrun, *args, "train.epochs=2", "--overwrite"], 240, env=env)
+    records = [json.loads(ln) for ln in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_training_scan_without_the_loss_label_is_refused_by_name(cohort: Path, tmp_path: Path) -> None:
